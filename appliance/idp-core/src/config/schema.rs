@@ -1,0 +1,390 @@
+//! The one definition of every configuration key: its section, type, default and
+//! documentation. Validation, environment overrides and `docs/configuration.md` are
+//! all derived from [`KEYS`].
+
+/// The type of a configuration value, with its constraints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An RFC 1123 label of at most 32 characters (it names Docker objects).
+    Name,
+    /// Any non-empty string.
+    Text,
+    /// Any string, empty meaning "not set".
+    OptText,
+    /// One of a fixed set of words.
+    Choice(&'static [&'static str]),
+    /// An integer within bounds.
+    Int {
+        /// Smallest allowed value.
+        min: i64,
+        /// Largest allowed value.
+        max: i64,
+    },
+    /// `true` or `false`.
+    Bool,
+    /// `"auto"` or a TCP port 1–65535.
+    Port,
+    /// An IP address.
+    Ip,
+    /// `"auto"` or an IP address.
+    AutoIp,
+    /// `"auto"` or a DNS name (the suffix under which the lab's hostnames live).
+    Suffix,
+    /// A memory size such as `"4g"`, `"512m"`, or `"0"` for no limit.
+    Size,
+    /// A duration such as `"300s"`, `"5m"`, `"1h"`, or an integer number of seconds.
+    Duration,
+    /// An array of strings.
+    List,
+    /// An array of node pools: `{ name, labels = { k = "v" }, taints = ["k=v:Effect"] }`.
+    Pools,
+    /// A table from registry host to an array of mirror endpoint URLs.
+    Mirrors,
+    /// A chart version override for the component named by the key.
+    Version,
+}
+
+impl Kind {
+    /// A short human description of what a value of this kind looks like.
+    pub fn expected(&self) -> String {
+        match self {
+            Kind::Name => "a lowercase name of letters, digits and '-' (at most 32 characters, starting with a letter)".into(),
+            Kind::Text => "a non-empty string".into(),
+            Kind::OptText => "a string".into(),
+            Kind::Choice(words) => format!("one of {}", words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(", ")),
+            Kind::Int { min, max } => format!("an integer from {min} to {max}"),
+            Kind::Bool => "true or false".into(),
+            Kind::Port => "\"auto\" or a port number from 1 to 65535".into(),
+            Kind::Ip => "an IP address such as \"127.0.0.1\"".into(),
+            Kind::AutoIp => "\"auto\" or an IP address".into(),
+            Kind::Suffix => "\"auto\" or a DNS name such as \"10-0-0-5.nip.io\"".into(),
+            Kind::Size => "a size such as \"4g\", \"512m\" or \"0\" (no limit)".into(),
+            Kind::Duration => "a duration such as \"300s\", \"5m\", \"1h\" or a number of seconds".into(),
+            Kind::List => "an array of strings".into(),
+            Kind::Pools => "an array of tables { name = \"infra\", labels = { role = \"infra\" }, taints = [\"key=value:NoSchedule\"] }".into(),
+            Kind::Mirrors => "a table of registry = [\"http://mirror:5000\", ...]".into(),
+            Kind::Version => "a version string such as \"1.18.2\"".into(),
+        }
+    }
+
+    /// The type name shown in the reference documentation.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Kind::Name => "name",
+            Kind::Text | Kind::OptText => "string",
+            Kind::Choice(_) => "choice",
+            Kind::Int { .. } => "integer",
+            Kind::Bool => "boolean",
+            Kind::Port => "port",
+            Kind::Ip => "IP address",
+            Kind::AutoIp => "IP address or auto",
+            Kind::Suffix => "DNS name or auto",
+            Kind::Size => "size",
+            Kind::Duration => "duration",
+            Kind::List => "array of strings",
+            Kind::Pools => "array of pools",
+            Kind::Mirrors => "table",
+            Kind::Version => "string",
+        }
+    }
+}
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// The section (a single word), e.g. `network`.
+    pub section: &'static str,
+    /// The key inside the section; `*` means any key (checked by the kind).
+    pub key: &'static str,
+    /// The value's type.
+    pub kind: Kind,
+    /// The built-in default, as a TOML value literal.
+    pub default: &'static str,
+    /// One or two sentences for the reference documentation.
+    pub doc: &'static str,
+}
+
+impl KeySpec {
+    /// The environment variable that overrides this key (`IDP_LAB_<SECTION>_<KEY>`).
+    pub fn env_var(&self) -> String {
+        let key = if self.key == "*" {
+            "<COMPONENT>"
+        } else {
+            self.key
+        };
+        format!(
+            "IDP_LAB_{}_{}",
+            self.section.to_uppercase(),
+            key.to_uppercase()
+        )
+    }
+}
+
+/// Sections with a one-line description each, in documentation order.
+pub const SECTIONS: &[(&str, &str)] = &[
+    ("lab", "The lab as a whole."),
+    (
+        "cluster",
+        "The Kubernetes cluster: how it is made and its nodes.",
+    ),
+    ("network", "Host addresses, ports and hostnames."),
+    ("stacks", "Platform stacks to install, and the HA dial."),
+    (
+        "versions",
+        "Chart version overrides, one key per component (`cilium = \"1.18.3\"`); the embedded catalogue pins the defaults.",
+    ),
+    (
+        "registry",
+        "Image sources: offline mode, the bundle and registry mirrors.",
+    ),
+    ("timeouts", "How long to wait for each phase."),
+];
+
+const FLAVORS: &[&str] = &["k3s", "kind", "existing"];
+const SECURITY: &[&str] = &["privileged", "capabilities"];
+
+/// Every configuration key.
+pub const KEYS: &[KeySpec] = &[
+    KeySpec {
+        section: "lab",
+        key: "name",
+        kind: Kind::Name,
+        default: "\"idp-lab\"",
+        doc: "Name of the lab; prefixes every Docker object and names the kubeconfig context.",
+    },
+    KeySpec {
+        section: "lab",
+        key: "profile",
+        kind: Kind::Name,
+        default: "\"standard\"",
+        doc: "Embedded profile the configuration starts from (`idp-lab profiles list`). `--profile` overrides it.",
+    },
+    KeySpec {
+        section: "cluster",
+        key: "flavor",
+        kind: Kind::Choice(FLAVORS),
+        default: "\"k3s\"",
+        doc: "`k3s` makes k3s nodes the way k3d does, `kind` makes kubeadm nodes the way kind does, `existing` installs onto the cluster of the current kubeconfig context.",
+    },
+    KeySpec {
+        section: "cluster",
+        key: "image",
+        kind: Kind::Text,
+        default: "\"auto\"",
+        doc: "Node image; `auto` picks the pinned image of the flavor (`rancher/k3s:v1.33.4-k3s1` or `kindest/node:v1.33.4`).",
+    },
+    KeySpec {
+        section: "cluster",
+        key: "servers",
+        kind: Kind::Int { min: 1, max: 7 },
+        default: "1",
+        doc: "Number of control-plane nodes.",
+    },
+    KeySpec {
+        section: "cluster",
+        key: "agents",
+        kind: Kind::Int { min: 0, max: 16 },
+        default: "2",
+        doc: "Number of worker nodes.",
+    },
+    KeySpec {
+        section: "cluster",
+        key: "security",
+        kind: Kind::Choice(SECURITY),
+        default: "\"privileged\"",
+        doc: "`privileged` runs nodes privileged like k3d and kind; `capabilities` grants an explicit capability set instead, for Docker hosts that refuse privileged containers.",
+    },
+    KeySpec {
+        section: "cluster",
+        key: "memory",
+        kind: Kind::Size,
+        default: "\"4g\"",
+        doc: "Memory limit per node container.",
+    },
+    KeySpec {
+        section: "cluster",
+        key: "pools",
+        kind: Kind::Pools,
+        default: "[{ name = \"infra\", labels = { role = \"infra\" } }, { name = \"apps\", labels = { role = \"apps\" } }]",
+        doc: "Node pools, assigned to agents in order (agent 0 gets the first pool); at most one pool per agent.",
+    },
+    KeySpec {
+        section: "cluster",
+        key: "k3s_args",
+        kind: Kind::List,
+        default: "[]",
+        doc: "Extra arguments for every k3s server, after the ones idp-lab sets.",
+    },
+    KeySpec {
+        section: "cluster",
+        key: "kubelet_args",
+        kind: Kind::List,
+        default: "[\"image-gc-high-threshold=90\", \"image-gc-low-threshold=85\", \"eviction-hard=nodefs.available<5%,imagefs.available<5%\"]",
+        doc: "Kubelet arguments for every node (`key=value`, without leading dashes).",
+    },
+    KeySpec {
+        section: "cluster",
+        key: "context",
+        kind: Kind::OptText,
+        default: "\"\"",
+        doc: "With flavor `existing`: the kubeconfig context to install into (empty: the current context).",
+    },
+    KeySpec {
+        section: "network",
+        key: "bind_address",
+        kind: Kind::Ip,
+        default: "\"127.0.0.1\"",
+        doc: "Host address the HTTPS entry, DNS answer and API port listen on. Bind the LAN address to share the lab.",
+    },
+    KeySpec {
+        section: "network",
+        key: "http_port",
+        kind: Kind::Port,
+        default: "\"auto\"",
+        doc: "Host HTTP port (redirects to HTTPS). `auto`: 80 when free, else the first free port from 8080.",
+    },
+    KeySpec {
+        section: "network",
+        key: "https_port",
+        kind: Kind::Port,
+        default: "\"auto\"",
+        doc: "Host HTTPS port. `auto`: 443 when free, else the first free port from 8443. An explicit port must be free or `up` stops.",
+    },
+    KeySpec {
+        section: "network",
+        key: "api_port",
+        kind: Kind::Port,
+        default: "\"auto\"",
+        doc: "Host port of the Kubernetes API. `auto`: a free port chosen at `up`.",
+    },
+    KeySpec {
+        section: "network",
+        key: "lan_ip",
+        kind: Kind::AutoIp,
+        default: "\"auto\"",
+        doc: "The host's LAN address; `auto` detects it on every `up` from the default route.",
+    },
+    KeySpec {
+        section: "network",
+        key: "dns_suffix",
+        kind: Kind::Suffix,
+        default: "\"auto\"",
+        doc: "Domain the lab's hostnames live under. `auto`: `127-0-0-1.nip.io` on loopback, `<lan-ip-dashed>.nip.io` when bound to the LAN; `sslip.io` names or a custom domain work too.",
+    },
+    KeySpec {
+        section: "stacks",
+        key: "secrets",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Vault and External Secrets.",
+    },
+    KeySpec {
+        section: "stacks",
+        key: "policies",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Kyverno and Policy Reporter.",
+    },
+    KeySpec {
+        section: "stacks",
+        key: "observability",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Prometheus, Grafana, Loki, Fluent Bit and Pyrra SLOs.",
+    },
+    KeySpec {
+        section: "stacks",
+        key: "cicd",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Argo Workflows and SonarQube.",
+    },
+    KeySpec {
+        section: "stacks",
+        key: "security",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Trivy Operator.",
+    },
+    KeySpec {
+        section: "stacks",
+        key: "backstage",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Backstage and Dex.",
+    },
+    KeySpec {
+        section: "stacks",
+        key: "events",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Argo Events and the remediation playbooks.",
+    },
+    KeySpec {
+        section: "stacks",
+        key: "prod",
+        kind: Kind::Bool,
+        default: "false",
+        doc: "The HA dial: real high-availability settings for the components that have them.",
+    },
+    KeySpec {
+        section: "versions",
+        key: "*",
+        kind: Kind::Version,
+        default: "\"\"",
+        doc: "Overrides the pinned chart version of the named component.",
+    },
+    KeySpec {
+        section: "registry",
+        key: "offline",
+        kind: Kind::Bool,
+        default: "false",
+        doc: "Never reach a registry or chart repository: every image and chart comes from the bundle.",
+    },
+    KeySpec {
+        section: "registry",
+        key: "bundle",
+        kind: Kind::OptText,
+        default: "\"\"",
+        doc: "Path of the offline bundle (empty: the default bundle location under the idp-lab home).",
+    },
+    KeySpec {
+        section: "registry",
+        key: "mirrors",
+        kind: Kind::Mirrors,
+        default: "{}",
+        doc: "Registry mirrors written to every node's `registries.yaml`, e.g. `{ \"docker.io\" = [\"http://10.0.0.2:5000\"] }`.",
+    },
+    KeySpec {
+        section: "timeouts",
+        key: "cluster",
+        kind: Kind::Duration,
+        default: "\"300s\"",
+        doc: "How long nodes may take to become ready.",
+    },
+    KeySpec {
+        section: "timeouts",
+        key: "component",
+        kind: Kind::Duration,
+        default: "\"300s\"",
+        doc: "How long one component may take to become ready.",
+    },
+    KeySpec {
+        section: "timeouts",
+        key: "total",
+        kind: Kind::Duration,
+        default: "\"30m\"",
+        doc: "How long `up` may take as a whole.",
+    },
+];
+
+/// Looks up the spec of `section.key` (wildcard sections match any key).
+pub fn lookup(section: &str, key: &str) -> Option<&'static KeySpec> {
+    KEYS.iter()
+        .find(|k| k.section == section && (k.key == key || k.key == "*"))
+}
+
+/// The keys of one section.
+pub fn section_keys(section: &str) -> impl Iterator<Item = &'static KeySpec> + '_ {
+    KEYS.iter().filter(move |k| k.section == section)
+}

@@ -1,0 +1,243 @@
+use super::*;
+use proptest::prelude::*;
+
+const COMPONENTS: &[&str] = &["cilium", "argocd"];
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let file = parse_file(text, "idp-lab.toml", FileKind::Config, COMPONENTS)?;
+    resolve(&[&defaults(), &file.layer])
+}
+
+#[test]
+fn defaults_are_the_original_platform() {
+    let c = parse("").expect("defaults resolve");
+    assert_eq!(c.lab.name, "idp-lab");
+    assert_eq!(c.cluster.flavor, Flavor::K3s);
+    assert_eq!(c.cluster.node_image(), K3S_IMAGE);
+    assert_eq!((c.cluster.servers, c.cluster.agents), (1, 2));
+    assert_eq!(c.cluster.memory_bytes(), 4 << 30);
+    assert_eq!(
+        c.cluster
+            .pools
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["infra", "apps"]
+    );
+    assert_eq!(
+        c.cluster.pools[0].labels.get("role").map(String::as_str),
+        Some("infra")
+    );
+    assert_eq!(c.network.bind_address.to_string(), "127.0.0.1");
+    assert_eq!(c.network.https_port, PortSetting::Auto);
+    assert_eq!(c.network.resolved_dns_suffix(None), "127-0-0-1.nip.io");
+    assert!(c.stacks.secrets && c.stacks.events && !c.stacks.prod);
+    assert_eq!(c.timeouts.cluster, 300);
+    assert_eq!(c.timeouts.total, 1800);
+}
+
+#[test]
+fn three_errors_with_positions() {
+    let text = "[cluster]\nimagee = \"x\"\nagents = \"two\"\n\n[network]\nhttps_port = 70000\n";
+    let err = parse(text).expect_err("three problems");
+    let shown: Vec<String> = err.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(err.diagnostics.len(), 3, "{shown:#?}");
+    insta::assert_snapshot!(err.to_string(), @r#"
+    idp-lab.toml:2:1: cluster.imagee: unknown key
+      help: did you mean `image`?
+    idp-lab.toml:3:10: cluster.agents: expected an integer from 0 to 16, found a string ("two")
+    idp-lab.toml:6:14: network.https_port: expected "auto" or a port number from 1 to 65535, found 70000
+    "#);
+}
+
+#[test]
+fn unknown_sections_and_choices_suggest_fixes() {
+    let err = parse("[netwrok]\nx = 1\n[cluster]\nflavor = \"k3d\"\n").expect_err("two problems");
+    insta::assert_snapshot!(err.to_string(), @r#"
+    idp-lab.toml:1:2: netwrok: unknown section
+      help: did you mean [network]?
+    idp-lab.toml:4:10: cluster.flavor: expected one of "k3s", "kind", "existing", found "k3d"
+      help: did you mean "k3s"?
+    "#);
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let err = parse("[lab]\nname = \"unterminated\n").expect_err("syntax");
+    let d = &err.diagnostics[0];
+    assert_eq!(
+        (d.line, d.origin.clone()),
+        (2, Origin::File("idp-lab.toml".into()))
+    );
+    assert!(d.message.starts_with("invalid TOML"), "{}", d.message);
+}
+
+#[test]
+fn pools_are_checked_in_depth() {
+    let err = parse("[cluster]\nagents = 1\npools = [{ name = \"a\", labels = { role = \"x y\" } }, { name = \"b\", taints = [\"k=v:Sometimes\"], colour = 1 }]\n")
+        .expect_err("bad pools");
+    let paths: Vec<&str> = err.diagnostics.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "cluster.pools[0].labels.role",
+            "cluster.pools[1].taints[0]",
+            "cluster.pools[1].colour"
+        ]
+    );
+    let err = parse("[cluster]\nagents = 1\n").expect_err("two default pools, one agent");
+    assert_eq!(err.diagnostics[0].path, "cluster.pools");
+    assert!(
+        err.diagnostics[0]
+            .to_string()
+            .contains("2 pools but only 1 agents")
+    );
+}
+
+#[test]
+fn array_of_tables_pools_work() {
+    let c = parse("[cluster]\nagents = 3\n[[cluster.pools]]\nname = \"gpu\"\ntaints = [\"nvidia.com/gpu=true:NoSchedule\"]\n").expect("valid");
+    assert_eq!(c.cluster.pools.len(), 1);
+    assert_eq!(
+        c.cluster.pools[0].taints,
+        ["nvidia.com/gpu=true:NoSchedule"]
+    );
+}
+
+#[test]
+fn versions_only_name_chart_components() {
+    let c = parse("[versions]\ncilium = \"1.18.3\"\n").expect("valid");
+    assert_eq!(c.versions.get("cilium").map(String::as_str), Some("1.18.3"));
+    let err = parse("[versions]\ncillium = \"1.18.3\"\n").expect_err("typo");
+    assert_eq!(
+        err.diagnostics[0].hint.as_deref(),
+        Some("did you mean `cilium`?")
+    );
+}
+
+#[test]
+fn env_overrides_win_and_are_typed() {
+    let file = parse_file(
+        "[network]\nhttps_port = 9443\n",
+        "idp-lab.toml",
+        FileKind::Config,
+        COMPONENTS,
+    )
+    .expect("valid");
+    let env = env_layer(
+        [
+            ("IDP_LAB_NETWORK_HTTPS_PORT", "8443"),
+            ("IDP_LAB_CLUSTER_IMAGE", "rancher/k3s:v1.33.5-k3s1"),
+            ("IDP_LAB_HOME", "/x"),
+            ("PATH", "/bin"),
+        ],
+        COMPONENTS,
+    )
+    .expect("valid env");
+    let c = resolve(&[&defaults(), &file.layer, &env]).expect("resolves");
+    assert_eq!(c.network.https_port, PortSetting::Fixed(8443));
+    assert_eq!(c.cluster.image, "rancher/k3s:v1.33.5-k3s1");
+}
+
+#[test]
+fn env_errors_name_the_variable() {
+    let err = env_layer(
+        [
+            ("IDP_LAB_NETWORK_HTTPS_PORT", "0"),
+            ("IDP_LAB_CLUSTR_IMAGE", "x"),
+        ],
+        COMPONENTS,
+    )
+    .expect_err("two problems");
+    insta::assert_snapshot!(err.to_string(), @r#"
+    environment variable IDP_LAB_CLUSTR_IMAGE:1:1: clustr.image: no such configuration key
+      help: did you mean IDP_LAB_CLUSTER_IMAGE?
+    environment variable IDP_LAB_NETWORK_HTTPS_PORT:1:1: network.https_port: expected "auto" or a port number from 1 to 65535, found 0
+      help: use "auto" to let idp-lab pick a free port
+    "#);
+}
+
+#[test]
+fn port_clashes_and_lan_suffixes() {
+    let err = parse("[network]\nhttp_port = 8443\nhttps_port = 8443\n").expect_err("clash");
+    assert_eq!(err.diagnostics[0].path, "network.http_port");
+    let c =
+        parse("[network]\nbind_address = \"0.0.0.0\"\nlan_ip = \"192.168.1.20\"\n").expect("valid");
+    assert_eq!(c.network.resolved_dns_suffix(None), "192-168-1-20.nip.io");
+    let c = parse("[network]\nbind_address = \"0.0.0.0\"\n").expect("valid");
+    assert!(c.network.needs_lan_ip());
+    assert_eq!(
+        c.network.resolved_dns_suffix("10.0.0.5".parse().ok()),
+        "10-0-0-5.nip.io"
+    );
+    let c = parse("[network]\ndns_suffix = \"lab.example.com\"\n").expect("valid");
+    assert_eq!(c.network.resolved_dns_suffix(None), "lab.example.com");
+}
+
+#[test]
+fn sizes_and_durations() {
+    assert_eq!(parse_size("4g"), Some(4 << 30));
+    assert_eq!(parse_size("512Mi"), Some(512 << 20));
+    assert_eq!(parse_size("0"), Some(0));
+    assert_eq!(parse_size("1k"), None, "below Docker's minimum");
+    assert_eq!(parse_size("4 g"), None);
+    assert_eq!(parse_duration("5m"), Some(300));
+    assert_eq!(parse_duration("0s"), None);
+    assert_eq!(parse_duration("1d"), None);
+}
+
+/// A valid config touching every kind of key, for mutation.
+const SAMPLE: &str = r#"[lab]
+name = "demo"
+[cluster]
+flavor = "k3s"
+servers = 1
+agents = 2
+memory = "4g"
+pools = [{ name = "infra", labels = { role = "infra" } }]
+k3s_args = ["--disable=metrics-server"]
+[network]
+bind_address = "127.0.0.1"
+https_port = 8443
+dns_suffix = "auto"
+[stacks]
+prod = false
+[versions]
+cilium = "1.18.2"
+[registry]
+mirrors = { "docker.io" = ["http://10.0.0.2:5000"] }
+[timeouts]
+cluster = "300s"
+"#;
+
+#[test]
+fn the_sample_is_valid() {
+    parse(SAMPLE).expect("valid sample");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Mutated configs never panic, and every error has a position inside the file.
+    #[test]
+    fn mutated_configs_fail_with_positions(pos in 0usize..SAMPLE.len(), cut in 0usize..8, insert in "[\\[\\]{}=\"a-z0-9 .,\n_-]{0,6}") {
+        let mut text = SAMPLE.to_owned();
+        let start = (0..=pos).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let end = (start..=(start + cut).min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(start);
+        text.replace_range(start..end, &insert);
+        if let Err(e) = parse(&text) {
+            prop_assert!(!e.diagnostics.is_empty());
+            let lines = text.lines().count().max(1) + 1;
+            for d in &e.diagnostics {
+                prop_assert!(d.line >= 1 && d.line <= lines && d.column >= 1, "{} out of range in:\n{}", d, text);
+                prop_assert!(d.origin == Origin::File("idp-lab.toml".into()));
+            }
+        }
+    }
+
+    /// Arbitrary environment values never panic.
+    #[test]
+    fn arbitrary_env_values_never_panic(key in prop::sample::select(schema::KEYS.iter().map(|k| k.env_var()).collect::<Vec<_>>()), value in ".{0,12}") {
+        let _ = env_layer([(key, value)], COMPONENTS);
+    }
+}

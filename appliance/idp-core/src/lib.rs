@@ -1,0 +1,11 @@
+//! The pure core of idp-lab: configuration and profiles, the embedded platform
+//! catalogue, and rendering. Nothing here does I/O beyond reading data compiled into
+//! the binary.
+
+pub mod assets;
+pub mod catalogue;
+pub mod config;
+pub mod diag;
+pub mod profiles;
+pub mod render;
+pub mod yaml;

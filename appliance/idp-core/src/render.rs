@@ -1,0 +1,404 @@
+//! Rendering: the resolved configuration and the catalogue become every object the
+//! lab applies, in apply order, with the lab's variables substituted. Pure and
+//! deterministic: the same inputs give the same bytes.
+
+use crate::catalogue::{Catalogue, CatalogueError, Component, Delivery, Route};
+use crate::config::Config;
+use crate::yaml;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// Label put on every object idp-lab renders, naming its component.
+pub const COMPONENT_LABEL: &str = "idp-lab.dev/component";
+/// Label put on every object idp-lab renders, naming the lab.
+pub const LAB_LABEL: &str = "idp-lab.dev/lab";
+/// Namespace of the k3s helm-controller's `HelmChart` resources.
+pub const HELMCHART_NAMESPACE: &str = "kube-system";
+/// NodePort of the Gateway's HTTP listener (the node side of the HTTP entry).
+pub const HTTP_NODEPORT: u16 = 30080;
+/// NodePort of the Gateway's HTTPS listener.
+pub const HTTPS_NODEPORT: u16 = 30443;
+
+/// The variables substituted into manifests and values as `${NAME}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vars(BTreeMap<&'static str, String>);
+
+impl Vars {
+    /// The variables of a lab: its name, its DNS suffix and its HTTPS port (for URLs).
+    pub fn new(config: &Config, dns_suffix: &str, https_port: u16) -> Vars {
+        let mut v = BTreeMap::new();
+        v.insert("LAB_NAME", config.lab.name.clone());
+        v.insert("DNS_SUFFIX", dns_suffix.to_owned());
+        v.insert(
+            "URL_PORT",
+            if https_port == 443 {
+                String::new()
+            } else {
+                format!(":{https_port}")
+            },
+        );
+        v.insert("HTTP_NODEPORT", HTTP_NODEPORT.to_string());
+        v.insert("HTTPS_NODEPORT", HTTPS_NODEPORT.to_string());
+        Vars(v)
+    }
+
+    /// The names of all variables.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.keys().copied()
+    }
+
+    /// A variable's value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Replaces every `${NAME}`; an unknown name is an error naming the line.
+    pub fn substitute(&self, text: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                return Err(format!(
+                    "line {}: unterminated ${{",
+                    line_of(text, rest, start)
+                ));
+            };
+            let name = &after[..end];
+            match self.0.get(name) {
+                Some(value) => out.push_str(value),
+                None => {
+                    let known: Vec<&str> = self.names().collect();
+                    return Err(format!(
+                        "line {}: unknown variable ${{{name}}} (known: {})",
+                        line_of(text, rest, start),
+                        known.join(", ")
+                    ));
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+fn line_of(text: &str, rest: &str, start: usize) -> usize {
+    let offset = text.len() - rest.len() + start;
+    text[..offset].matches('\n').count() + 1
+}
+
+/// One rendered item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A complete Kubernetes object.
+    Object(Value),
+    /// An upstream manifest fetched and checked at `up` or bundle time.
+    Reference {
+        /// Where it is fetched from.
+        url: String,
+        /// Its expected sha256, or `unverified`.
+        sha256: String,
+        /// Upstream version.
+        version: String,
+    },
+}
+
+/// The items of one component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedComponent {
+    /// Component name.
+    pub name: String,
+    /// Its wave.
+    pub wave: i32,
+    /// Its items, in apply order.
+    pub items: Vec<Item>,
+}
+
+/// Everything a lab applies, in apply order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// Components in apply order.
+    pub components: Vec<RenderedComponent>,
+}
+
+/// A problem rendering an embedded file (a defect of the build).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The catalogue is broken.
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    /// A file does not render.
+    #[error("embedded/{file}: {message}")]
+    File {
+        /// The embedded file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Renders every enabled component.
+pub fn render(
+    config: &Config,
+    catalogue: &Catalogue,
+    vars: &Vars,
+) -> Result<Rendered, RenderError> {
+    let components = catalogue
+        .enabled(&config.stacks)
+        .map(|c| render_component(config, c, vars))
+        .collect::<Result<_, _>>()?;
+    Ok(Rendered { components })
+}
+
+fn file_error(c: &Component, file: &str, message: impl Into<String>) -> RenderError {
+    RenderError::File {
+        file: c.file_path(file),
+        message: message.into(),
+    }
+}
+
+fn render_component(
+    config: &Config,
+    c: &Component,
+    vars: &Vars,
+) -> Result<RenderedComponent, RenderError> {
+    let mut items = Vec::new();
+    if let Some(up) = &c.upstream {
+        items.push(Item::Reference {
+            url: up.url.clone(),
+            sha256: up.sha256.clone(),
+            version: up.version.clone(),
+        });
+    }
+    if let (Some(chart), Delivery::HelmController) = (&c.chart, c.delivery) {
+        let mut values = match &chart.values {
+            Some(f) => load_values(c, f, vars)?,
+            None => json!({}),
+        };
+        if config.stacks.prod
+            && let Some(f) = &chart.prod_values
+        {
+            merge(&mut values, load_values(c, f, vars)?);
+        }
+        let version = config.versions.get(&c.name).unwrap_or(&chart.version);
+        let mut spec = json!({
+            "repo": chart.repo,
+            "chart": chart.name,
+            "version": version,
+            "targetNamespace": c.namespace,
+        });
+        if chart.bootstrap {
+            spec["bootstrap"] = json!(true);
+        }
+        if values.as_object().is_some_and(|m| !m.is_empty()) {
+            spec["valuesContent"] = json!(yaml::to_yaml(&values));
+        }
+        items.push(Item::Object(json!({
+            "apiVersion": "helm.cattle.io/v1",
+            "kind": "HelmChart",
+            "metadata": {"name": c.name, "namespace": HELMCHART_NAMESPACE},
+            "spec": spec,
+        })));
+    }
+    for file in &c.manifests {
+        let text = vars
+            .substitute(&c.file(file)?)
+            .map_err(|e| file_error(c, file, e))?;
+        let docs = yaml::parse_documents(&text).map_err(|e| file_error(c, file, e))?;
+        for doc in docs {
+            check_object(&doc).map_err(|e| file_error(c, file, e))?;
+            items.push(Item::Object(doc));
+        }
+    }
+    for route in &c.routes {
+        items.push(Item::Object(http_route(c, route, vars)));
+    }
+    for item in &mut items {
+        if let Item::Object(obj) = item {
+            label(obj, &c.name, &config.lab.name);
+        }
+    }
+    Ok(RenderedComponent {
+        name: c.name.clone(),
+        wave: c.wave,
+        items,
+    })
+}
+
+fn load_values(c: &Component, file: &str, vars: &Vars) -> Result<Value, RenderError> {
+    let text = vars
+        .substitute(&c.file(file)?)
+        .map_err(|e| file_error(c, file, e))?;
+    match yaml::parse_document(&text).map_err(|e| file_error(c, file, e))? {
+        Value::Null => Ok(json!({})),
+        v @ Value::Object(_) => Ok(v),
+        _ => Err(file_error(c, file, "values must be a mapping")),
+    }
+}
+
+/// Deep-merges `over` into `base`: mappings merge key by key, everything else is replaced.
+pub fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn check_object(doc: &Value) -> Result<(), String> {
+    let has = |p: &str| {
+        doc.pointer(p)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
+    if has("/apiVersion") && has("/kind") && has("/metadata/name") {
+        Ok(())
+    } else {
+        Err(format!(
+            "not a complete object (apiVersion, kind, metadata.name): {}",
+            doc.to_string().chars().take(80).collect::<String>()
+        ))
+    }
+}
+
+fn http_route(c: &Component, route: &Route, vars: &Vars) -> Value {
+    let suffix = vars.get("DNS_SUFFIX").unwrap_or_default();
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": route.host, "namespace": c.namespace},
+        "spec": {
+            "parentRefs": [{"name": "idp-gateway", "namespace": "kube-system", "sectionName": "https"}],
+            "hostnames": [format!("{}.{suffix}", route.host)],
+            "rules": [{"backendRefs": [{"name": route.service, "port": route.port}]}],
+        },
+    })
+}
+
+fn label(obj: &mut Value, component: &str, lab: &str) {
+    let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let labels = metadata
+        .entry("labels")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(labels) = labels.as_object_mut() {
+        labels.insert("app.kubernetes.io/managed-by".into(), json!("idp-lab"));
+        labels.insert(COMPONENT_LABEL.into(), json!(component));
+        labels.insert(LAB_LABEL.into(), json!(lab));
+    }
+}
+
+impl Rendered {
+    /// All objects in apply order.
+    pub fn objects(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.components.iter().flat_map(|c| {
+            c.items.iter().filter_map(move |i| match i {
+                Item::Object(v) => Some((c.name.as_str(), v)),
+                Item::Reference { .. } => None,
+            })
+        })
+    }
+
+    /// The waves in order, each with its components.
+    pub fn waves(&self) -> Vec<(i32, Vec<&RenderedComponent>)> {
+        let mut waves: Vec<(i32, Vec<&RenderedComponent>)> = Vec::new();
+        for c in &self.components {
+            match waves.last_mut() {
+                Some((w, list)) if *w == c.wave => list.push(c),
+                _ => waves.push((c.wave, vec![c])),
+            }
+        }
+        waves
+    }
+
+    /// A YAML stream of some components; upstream references become comment blocks.
+    pub fn to_yaml_stream<'a>(
+        components: impl IntoIterator<Item = &'a RenderedComponent>,
+    ) -> String {
+        let mut out = String::new();
+        for c in components {
+            out.push_str(&format!("# component: {} (wave {})\n", c.name, c.wave));
+            for item in &c.items {
+                out.push_str("---\n");
+                match item {
+                    Item::Object(v) => out.push_str(&yaml::to_yaml(v)),
+                    Item::Reference {
+                        url,
+                        sha256,
+                        version,
+                    } => {
+                        out.push_str("# upstream manifest, fetched and checked against its sha256 at `up` or bundle time:\n");
+                        out.push_str(&format!(
+                            "#   url: {url}\n#   sha256: {sha256}\n#   version: {version}\n"
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The whole render as one JSON value: an array of items with their component and wave.
+    pub fn to_json(&self) -> Value {
+        let items: Vec<Value> = self
+            .components
+            .iter()
+            .flat_map(|c| {
+                c.items.iter().map(move |i| match i {
+                    Item::Object(v) => json!({"component": c.name, "wave": c.wave, "object": v}),
+                    Item::Reference { url, sha256, version } => {
+                        json!({"component": c.name, "wave": c.wave, "reference": {"url": url, "sha256": sha256, "version": version}})
+                    }
+                })
+            })
+            .collect();
+        Value::Array(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vars {
+        let mut v = BTreeMap::new();
+        v.insert("DNS_SUFFIX", "127-0-0-1.nip.io".to_owned());
+        v.insert("URL_PORT", String::new());
+        Vars(v)
+    }
+
+    #[test]
+    fn substitutes_known_variables_and_names_unknown_ones() {
+        let v = vars();
+        assert_eq!(
+            v.substitute("https://argocd.${DNS_SUFFIX}${URL_PORT}/")
+                .as_deref(),
+            Ok("https://argocd.127-0-0-1.nip.io/")
+        );
+        assert_eq!(
+            v.substitute("bcrypt $2a$10$x stays").as_deref(),
+            Ok("bcrypt $2a$10$x stays")
+        );
+        let e = v.substitute("a\nb ${NOPE}").expect_err("unknown variable");
+        assert!(e.starts_with("line 2: unknown variable ${NOPE}"), "{e}");
+        assert!(v.substitute("${DNS_SUFFIX").is_err());
+    }
+
+    #[test]
+    fn merge_is_deep_for_mappings_only() {
+        let mut base = json!({"a": {"b": 1, "c": [1, 2]}, "d": 1});
+        merge(&mut base, json!({"a": {"c": [3], "e": true}}));
+        assert_eq!(base, json!({"a": {"b": 1, "c": [3], "e": true}, "d": 1}));
+    }
+}
