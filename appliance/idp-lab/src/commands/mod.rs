@@ -1,0 +1,31 @@
+//! One module per command; each returns a [`Failure`] with its exit code on error.
+
+mod config;
+mod images;
+mod profiles;
+mod render;
+mod version;
+
+use crate::cli::{Cli, Command};
+use crate::exit::Failure;
+use crate::printer::Printer;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let printer = Printer {
+        output: cli.global.output,
+    };
+    match cli.command {
+        Command::Profiles(cmd) => profiles::run(&cli.global, printer, cmd),
+        Command::Render(args) => render::run(&cli.global, printer, args),
+        Command::Images(cmd) => images::run(&cli.global, printer, cmd),
+        Command::Config(cmd) => config::run(&cli.global, printer, cmd),
+        Command::Version => version::run(printer),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "idp-lab", &mut out);
+            crate::printer::write_stdout(&String::from_utf8_lossy(&out))
+        }
+    }
+}

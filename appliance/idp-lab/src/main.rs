@@ -1,0 +1,25 @@
+//! The idp-lab binary: parse, set up logging, run, map the outcome to an exit code.
+
+mod cli;
+mod commands;
+mod context;
+mod exit;
+mod logging;
+mod printer;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // One crypto provider for every TLS user in the process (kube, the proxy, ...).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = cli::Cli::parse();
+    logging::init(&cli.global);
+    match commands::run(cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::from(failure.code)
+        }
+    }
+}
