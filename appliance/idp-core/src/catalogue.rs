@@ -16,10 +16,7 @@ pub struct CatalogueError {
 }
 
 fn err(file: impl Into<String>, message: impl Into<String>) -> CatalogueError {
-    CatalogueError {
-        file: file.into(),
-        message: message.into(),
-    }
+    CatalogueError { file: file.into(), message: message.into() }
 }
 
 /// The stack a component belongs to; `bootstrap` is always installed.
@@ -138,11 +135,7 @@ pub struct Readiness {
     /// Object kind.
     pub kind: String,
     /// Object apiVersion, when the kind alone is ambiguous.
-    #[serde(
-        default,
-        rename = "apiVersion",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "apiVersion", skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     /// Object name.
     pub name: String,
@@ -209,8 +202,7 @@ impl Component {
     /// The text of one of its files.
     pub fn file(&self, file: &str) -> Result<String, CatalogueError> {
         let path = self.file_path(file);
-        assets::text::<Embedded>(&path)
-            .ok_or_else(|| err(format!("embedded/{path}"), "missing or not UTF-8"))
+        assets::text::<Embedded>(&path).ok_or_else(|| err(format!("embedded/{path}"), "missing or not UTF-8"))
     }
 }
 
@@ -226,16 +218,12 @@ impl Catalogue {
     pub fn load() -> Result<Catalogue, CatalogueError> {
         let mut components = Vec::new();
         for path in assets::paths::<Embedded>() {
-            let Some(dir) = path
-                .strip_prefix("components/")
-                .and_then(|p| p.strip_suffix("/component.yaml"))
-            else {
+            let Some(dir) = path.strip_prefix("components/").and_then(|p| p.strip_suffix("/component.yaml")) else {
                 continue;
             };
             let file = format!("embedded/{path}");
             let text = assets::text::<Embedded>(&path).ok_or_else(|| err(&file, "not UTF-8"))?;
-            let mut component: Component =
-                serde_saphyr::from_str(&text).map_err(|e| err(&file, e.to_string()))?;
+            let mut component: Component = serde_saphyr::from_str(&text).map_err(|e| err(&file, e.to_string()))?;
             check(&component, dir, &file)?;
             component.images = images_of(&component.name)?;
             components.push(component);
@@ -251,48 +239,26 @@ impl Catalogue {
 
     /// Names of components with a chart (what `[versions]` may override).
     pub fn chart_components(&self) -> Vec<&str> {
-        self.components
-            .iter()
-            .filter(|c| c.chart.is_some())
-            .map(|c| c.name.as_str())
-            .collect()
+        self.components.iter().filter(|c| c.chart.is_some()).map(|c| c.name.as_str()).collect()
     }
 
     /// The components switched on by `stacks`, in apply order.
     pub fn enabled<'a>(&'a self, stacks: &'a Stacks) -> impl Iterator<Item = &'a Component> + 'a {
-        self.components
-            .iter()
-            .filter(move |c| c.stack.enabled(stacks))
+        self.components.iter().filter(move |c| c.stack.enabled(stacks))
     }
 }
 
 fn check(c: &Component, dir: &str, file: &str) -> Result<(), CatalogueError> {
     if c.name != dir || !crate::config::is_name(&c.name) {
-        return Err(err(
-            file,
-            format!(
-                "name \"{}\" must equal its folder \"{dir}\" and be a lowercase RFC 1123 label",
-                c.name
-            ),
-        ));
+        return Err(err(file, format!("name \"{}\" must equal its folder \"{dir}\" and be a lowercase RFC 1123 label", c.name)));
     }
     if c.chart.is_none() && c.upstream.is_none() && c.manifests.is_empty() {
-        return Err(err(
-            file,
-            "a component needs at least one of chart, upstream, manifests",
-        ));
+        return Err(err(file, "a component needs at least one of chart, upstream, manifests"));
     }
     if let Some(up) = &c.upstream {
-        let hex = up.sha256.len() == 64
-            && up
-                .sha256
-                .chars()
-                .all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase());
+        let hex = up.sha256.len() == 64 && up.sha256.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase());
         if !(hex || up.sha256 == "unverified") || !up.url.starts_with("https://") {
-            return Err(err(
-                file,
-                "upstream needs an https:// url and a lowercase hex sha256 (or \"unverified\")",
-            ));
+            return Err(err(file, "upstream needs an https:// url and a lowercase hex sha256 (or \"unverified\")"));
         }
     }
     let mut files: Vec<&str> = c.manifests.iter().map(String::as_str).collect();
@@ -301,8 +267,7 @@ fn check(c: &Component, dir: &str, file: &str) -> Result<(), CatalogueError> {
         files.extend(chart.prod_values.as_deref());
     }
     for f in files {
-        c.file(f)
-            .map_err(|_| err(file, format!("names \"{f}\", which is not in its folder")))?;
+        c.file(f).map_err(|_| err(file, format!("names \"{f}\", which is not in its folder")))?;
     }
     Ok(())
 }
@@ -327,17 +292,9 @@ pub fn parse_image_list(text: &str) -> Result<Vec<Image>, (usize, String)> {
             continue;
         }
         if !is_pinned_reference(reference) {
-            return Err((
-                i + 1,
-                format!(
-                    "\"{reference}\" is not a pinned image reference (registry/repository:tag, no :latest)"
-                ),
-            ));
+            return Err((i + 1, format!("\"{reference}\" is not a pinned image reference (registry/repository:tag, no :latest)")));
         }
-        images.push(Image {
-            reference: reference.to_owned(),
-            unverified: comment.contains("unverified"),
-        });
+        images.push(Image { reference: reference.to_owned(), unverified: comment.contains("unverified") });
     }
     Ok(images)
 }
@@ -366,17 +323,14 @@ mod tests {
         assert!(is_pinned_reference("quay.io/cilium/cilium:v1.18.2"));
         assert!(is_pinned_reference("docker.io/library/registry:2"));
         assert!(is_pinned_reference("ghcr.io/x/y@sha256:abc"));
-        assert!(!is_pinned_reference(
-            "docker.io/roucru/idp-blueprint-dev-portal:latest"
-        ));
+        assert!(!is_pinned_reference("docker.io/roucru/idp-blueprint-dev-portal:latest"));
         assert!(!is_pinned_reference("nginx:1.27"));
         assert!(!is_pinned_reference("localhost:5000/app"));
     }
 
     #[test]
     fn image_lists_mark_unverified_tags() {
-        let list =
-            "# header\nquay.io/a/b:v1 # unverified: resolve at bundle time\n\nquay.io/a/c:v2\n";
+        let list = "# header\nquay.io/a/b:v1 # unverified: resolve at bundle time\n\nquay.io/a/c:v2\n";
         let images = parse_image_list(list).expect("valid list");
         assert_eq!(images.len(), 2);
         assert!(images[0].unverified && !images[1].unverified);

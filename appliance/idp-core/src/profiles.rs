@@ -22,11 +22,7 @@ pub struct Profile {
 
 /// Names of the embedded profiles, sorted.
 pub fn names() -> Vec<String> {
-    assets::paths::<Profiles>()
-        .iter()
-        .filter_map(|p| p.strip_suffix(".toml"))
-        .map(str::to_owned)
-        .collect()
+    assets::paths::<Profiles>().iter().filter_map(|p| p.strip_suffix(".toml")).map(str::to_owned).collect()
 }
 
 /// Loads and validates one embedded profile.
@@ -35,17 +31,8 @@ pub fn load(name: &str, components: &[&str]) -> Result<Option<Profile>, ConfigEr
     let Some(text) = assets::text::<Profiles>(&file) else {
         return Ok(None);
     };
-    let ParsedProfile { layer, description } = config::parse_file(
-        &text,
-        &format!("profiles/{file}"),
-        FileKind::Profile,
-        components,
-    )?;
-    Ok(Some(Profile {
-        name: name.to_owned(),
-        description: description.unwrap_or_default(),
-        layer,
-    }))
+    let ParsedProfile { layer, description } = config::parse_file(&text, &format!("profiles/{file}"), FileKind::Profile, components)?;
+    Ok(Some(Profile { name: name.to_owned(), description: description.unwrap_or_default(), layer }))
 }
 
 /// What the user gave: a profile flag, a config file, the environment.
@@ -80,20 +67,11 @@ pub fn resolve(inputs: &Inputs<'_>, components: &[&str]) -> Result<Config, Confi
         }
     };
     // The profile: flag, then environment, then file, then the default.
-    let from = |layer: &Option<Layer>| {
-        layer
-            .as_ref()
-            .and_then(|l| l.get("lab.profile"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
+    let from = |layer: &Option<Layer>| layer.as_ref().and_then(|l| l.get("lab.profile")).and_then(Value::as_str).map(str::to_owned);
     let (name, origin) = match (inputs.profile_flag, from(&env_layer), from(&file_layer)) {
         (Some(flag), _, _) => (flag.to_owned(), Origin::Flag("--profile".into())),
         (None, Some(env), _) => (env, Origin::Env("IDP_LAB_LAB_PROFILE".into())),
-        (None, None, Some(file)) => (
-            file,
-            Origin::File(inputs.file.map(|f| f.0).unwrap_or_default().to_owned()),
-        ),
+        (None, None, Some(file)) => (file, Origin::File(inputs.file.map(|f| f.0).unwrap_or_default().to_owned())),
         (None, None, None) => (DEFAULT_PROFILE.to_owned(), Origin::Flag("--profile".into())),
     };
     let profile = match load(&name, components) {

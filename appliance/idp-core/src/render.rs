@@ -29,14 +29,7 @@ impl Vars {
         let mut v = BTreeMap::new();
         v.insert("LAB_NAME", config.lab.name.clone());
         v.insert("DNS_SUFFIX", dns_suffix.to_owned());
-        v.insert(
-            "URL_PORT",
-            if https_port == 443 {
-                String::new()
-            } else {
-                format!(":{https_port}")
-            },
-        );
+        v.insert("URL_PORT", if https_port == 443 { String::new() } else { format!(":{https_port}") });
         v.insert("HTTP_NODEPORT", HTTP_NODEPORT.to_string());
         v.insert("HTTPS_NODEPORT", HTTPS_NODEPORT.to_string());
         Vars(v)
@@ -60,21 +53,14 @@ impl Vars {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
             let Some(end) = after.find('}') else {
-                return Err(format!(
-                    "line {}: unterminated ${{",
-                    line_of(text, rest, start)
-                ));
+                return Err(format!("line {}: unterminated ${{", line_of(text, rest, start)));
             };
             let name = &after[..end];
             match self.0.get(name) {
                 Some(value) => out.push_str(value),
                 None => {
                     let known: Vec<&str> = self.names().collect();
-                    return Err(format!(
-                        "line {}: unknown variable ${{{name}}} (known: {})",
-                        line_of(text, rest, start),
-                        known.join(", ")
-                    ));
+                    return Err(format!("line {}: unknown variable ${{{name}}} (known: {})", line_of(text, rest, start), known.join(", ")));
                 }
             }
             rest = &after[end + 1..];
@@ -140,37 +126,19 @@ pub enum RenderError {
 }
 
 /// Renders every enabled component.
-pub fn render(
-    config: &Config,
-    catalogue: &Catalogue,
-    vars: &Vars,
-) -> Result<Rendered, RenderError> {
-    let components = catalogue
-        .enabled(&config.stacks)
-        .map(|c| render_component(config, c, vars))
-        .collect::<Result<_, _>>()?;
+pub fn render(config: &Config, catalogue: &Catalogue, vars: &Vars) -> Result<Rendered, RenderError> {
+    let components = catalogue.enabled(&config.stacks).map(|c| render_component(config, c, vars)).collect::<Result<_, _>>()?;
     Ok(Rendered { components })
 }
 
 fn file_error(c: &Component, file: &str, message: impl Into<String>) -> RenderError {
-    RenderError::File {
-        file: c.file_path(file),
-        message: message.into(),
-    }
+    RenderError::File { file: c.file_path(file), message: message.into() }
 }
 
-fn render_component(
-    config: &Config,
-    c: &Component,
-    vars: &Vars,
-) -> Result<RenderedComponent, RenderError> {
+fn render_component(config: &Config, c: &Component, vars: &Vars) -> Result<RenderedComponent, RenderError> {
     let mut items = Vec::new();
     if let Some(up) = &c.upstream {
-        items.push(Item::Reference {
-            url: up.url.clone(),
-            sha256: up.sha256.clone(),
-            version: up.version.clone(),
-        });
+        items.push(Item::Reference { url: up.url.clone(), sha256: up.sha256.clone(), version: up.version.clone() });
     }
     if let (Some(chart), Delivery::HelmController) = (&c.chart, c.delivery) {
         let mut values = match &chart.values {
@@ -203,9 +171,7 @@ fn render_component(
         })));
     }
     for file in &c.manifests {
-        let text = vars
-            .substitute(&c.file(file)?)
-            .map_err(|e| file_error(c, file, e))?;
+        let text = vars.substitute(&c.file(file)?).map_err(|e| file_error(c, file, e))?;
         let docs = yaml::parse_documents(&text).map_err(|e| file_error(c, file, e))?;
         for doc in docs {
             check_object(&doc).map_err(|e| file_error(c, file, e))?;
@@ -220,17 +186,11 @@ fn render_component(
             label(obj, &c.name, &config.lab.name);
         }
     }
-    Ok(RenderedComponent {
-        name: c.name.clone(),
-        wave: c.wave,
-        items,
-    })
+    Ok(RenderedComponent { name: c.name.clone(), wave: c.wave, items })
 }
 
 fn load_values(c: &Component, file: &str, vars: &Vars) -> Result<Value, RenderError> {
-    let text = vars
-        .substitute(&c.file(file)?)
-        .map_err(|e| file_error(c, file, e))?;
+    let text = vars.substitute(&c.file(file)?).map_err(|e| file_error(c, file, e))?;
     match yaml::parse_document(&text).map_err(|e| file_error(c, file, e))? {
         Value::Null => Ok(json!({})),
         v @ Value::Object(_) => Ok(v),
@@ -256,18 +216,11 @@ pub fn merge(base: &mut Value, over: Value) {
 }
 
 fn check_object(doc: &Value) -> Result<(), String> {
-    let has = |p: &str| {
-        doc.pointer(p)
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
-    };
+    let has = |p: &str| doc.pointer(p).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
     if has("/apiVersion") && has("/kind") && has("/metadata/name") {
         Ok(())
     } else {
-        Err(format!(
-            "not a complete object (apiVersion, kind, metadata.name): {}",
-            doc.to_string().chars().take(80).collect::<String>()
-        ))
+        Err(format!("not a complete object (apiVersion, kind, metadata.name): {}", doc.to_string().chars().take(80).collect::<String>()))
     }
 }
 
@@ -289,9 +242,7 @@ fn label(obj: &mut Value, component: &str, lab: &str) {
     let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
-    let labels = metadata
-        .entry("labels")
-        .or_insert_with(|| Value::Object(Map::new()));
+    let labels = metadata.entry("labels").or_insert_with(|| Value::Object(Map::new()));
     if let Some(labels) = labels.as_object_mut() {
         labels.insert("app.kubernetes.io/managed-by".into(), json!("idp-lab"));
         labels.insert(COMPONENT_LABEL.into(), json!(component));
@@ -323,9 +274,7 @@ impl Rendered {
     }
 
     /// A YAML stream of some components; upstream references become comment blocks.
-    pub fn to_yaml_stream<'a>(
-        components: impl IntoIterator<Item = &'a RenderedComponent>,
-    ) -> String {
+    pub fn to_yaml_stream<'a>(components: impl IntoIterator<Item = &'a RenderedComponent>) -> String {
         let mut out = String::new();
         for c in components {
             out.push_str(&format!("# component: {} (wave {})\n", c.name, c.wave));
@@ -333,15 +282,9 @@ impl Rendered {
                 out.push_str("---\n");
                 match item {
                     Item::Object(v) => out.push_str(&yaml::to_yaml(v)),
-                    Item::Reference {
-                        url,
-                        sha256,
-                        version,
-                    } => {
+                    Item::Reference { url, sha256, version } => {
                         out.push_str("# upstream manifest, fetched and checked against its sha256 at `up` or bundle time:\n");
-                        out.push_str(&format!(
-                            "#   url: {url}\n#   sha256: {sha256}\n#   version: {version}\n"
-                        ));
+                        out.push_str(&format!("#   url: {url}\n#   sha256: {sha256}\n#   version: {version}\n"));
                     }
                 }
             }
@@ -381,15 +324,8 @@ mod tests {
     #[test]
     fn substitutes_known_variables_and_names_unknown_ones() {
         let v = vars();
-        assert_eq!(
-            v.substitute("https://argocd.${DNS_SUFFIX}${URL_PORT}/")
-                .as_deref(),
-            Ok("https://argocd.127-0-0-1.nip.io/")
-        );
-        assert_eq!(
-            v.substitute("bcrypt $2a$10$x stays").as_deref(),
-            Ok("bcrypt $2a$10$x stays")
-        );
+        assert_eq!(v.substitute("https://argocd.${DNS_SUFFIX}${URL_PORT}/").as_deref(), Ok("https://argocd.127-0-0-1.nip.io/"));
+        assert_eq!(v.substitute("bcrypt $2a$10$x stays").as_deref(), Ok("bcrypt $2a$10$x stays"));
         let e = v.substitute("a\nb ${NOPE}").expect_err("unknown variable");
         assert!(e.starts_with("line 2: unknown variable ${NOPE}"), "{e}");
         assert!(v.substitute("${DNS_SUFFIX").is_err());

@@ -133,12 +133,7 @@ fn emit_inline(out: &mut String, value: &Value, level: usize) {
 /// A literal block (`|`) for multi-line strings that can be represented exactly
 /// without an indentation indicator; anything else is quoted.
 fn literal_block(s: &str, level: usize) -> Option<String> {
-    let awkward = |c: char| {
-        c == '\r'
-            || c == '\t'
-            || (c.is_control() && c != '\n')
-            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
-    };
+    let awkward = |c: char| c == '\r' || c == '\t' || (c.is_control() && c != '\n') || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}');
     if !s.contains('\n') || s.starts_with([' ', '\n']) || s.chars().any(awkward) {
         return None;
     }
@@ -165,11 +160,7 @@ fn literal_block(s: &str, level: usize) -> Option<String> {
 
 /// A scalar as plain text when that is unambiguous, else double-quoted JSON-style.
 fn scalar_string(s: &str) -> String {
-    if is_plain_safe(s) {
-        s.to_owned()
-    } else {
-        serde_json::to_string(s).unwrap_or_else(|_| format!("\"{}\"", s.escape_default()))
-    }
+    if is_plain_safe(s) { s.to_owned() } else { serde_json::to_string(s).unwrap_or_else(|_| format!("\"{}\"", s.escape_default())) }
 }
 
 fn is_plain_safe(s: &str) -> bool {
@@ -182,16 +173,11 @@ fn is_plain_safe(s: &str) -> bool {
     if s.ends_with(':') || s.contains(": ") || s.contains(" #") || s.ends_with(' ') {
         return false;
     }
-    if !s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_./-:@=+ ".contains(c))
-    {
+    if !s.chars().all(|c| c.is_ascii_alphanumeric() || "_./-:@=+ ".contains(c)) {
         return false;
     }
     // Words YAML 1.1 or 1.2 would read as booleans or null.
-    const RESERVED: [&str; 11] = [
-        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf",
-    ];
+    const RESERVED: [&str; 11] = ["true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf"];
     !RESERVED.iter().any(|w| s.eq_ignore_ascii_case(w))
 }
 
@@ -226,29 +212,10 @@ mod tests {
 
     #[test]
     fn quotes_ambiguous_strings() {
-        for s in [
-            "true",
-            "No",
-            "1.5",
-            "0x1F",
-            "2024-01-01",
-            "*.a.nip.io",
-            "",
-            "a: b",
-            "-x",
-            "~",
-            "null",
-            "1e3",
-            ":8443",
-        ] {
+        for s in ["true", "No", "1.5", "0x1F", "2024-01-01", "*.a.nip.io", "", "a: b", "-x", "~", "null", "1e3", ":8443"] {
             assert!(scalar_string(s).starts_with('"'), "{s} must be quoted");
         }
-        for s in [
-            "argocd",
-            "quay.io/cilium/cilium:v1.18.2",
-            "a-b.c",
-            "--enable-helm"[2..].as_ref(),
-        ] {
+        for s in ["argocd", "quay.io/cilium/cilium:v1.18.2", "a-b.c", "--enable-helm"[2..].as_ref()] {
             assert_eq!(scalar_string(s), s);
         }
     }
@@ -265,25 +232,13 @@ mod tests {
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|n| json!(n)),
             "[ -~\n\t]{0,20}".prop_map(Value::String),
-            prop::sample::select(vec![
-                "true",
-                "yes",
-                "1.0",
-                "-",
-                "*x",
-                "a: b",
-                "x\n\n",
-                "\n a",
-                "  lead\nx",
-                "a\n  b\n"
-            ])
-            .prop_map(|s| Value::String(s.to_owned())),
+            prop::sample::select(vec!["true", "yes", "1.0", "-", "*x", "a: b", "x\n\n", "\n a", "  lead\nx", "a\n  b\n"])
+                .prop_map(|s| Value::String(s.to_owned())),
         ];
         leaf.prop_recursive(4, 32, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::btree_map("[a-z:* -]{0,6}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::btree_map("[a-z:* -]{0,6}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
     }

@@ -31,14 +31,8 @@ pub fn read_config_file(global: &Global) -> Result<Option<(String, String)>, Fai
             Ok(Some((path.display().to_string(), text)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(
-            INPUT,
-            format!("{}: no such file", path.display()),
-        )),
-        Err(e) => Err(Failure::new(
-            IO,
-            format!("failed to read {}: {e}", path.display()),
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(INPUT, format!("{}: no such file", path.display()))),
+        Err(e) => Err(Failure::new(IO, format!("failed to read {}: {e}", path.display()))),
     }
 }
 

@@ -6,14 +6,17 @@ use std::fmt;
 /// Success.
 pub const OK: u8 = 0;
 /// A comparison found a difference (reserved for `diff`-like commands).
+#[allow(dead_code)]
 pub const DIFFERENCE: u8 = 1;
 /// Usage or input error: bad flags, an invalid configuration, an unknown profile.
 pub const INPUT: u8 = 2;
 /// Docker is absent or does not answer.
+#[allow(dead_code)]
 pub const DOCKER: u8 = 3;
 /// A required port is taken.
 pub const PORT: u8 = 4;
 /// The state store is locked, damaged or from a newer idp-lab.
+#[allow(dead_code)]
 pub const STATE: u8 = 5;
 /// Reading or writing a file failed.
 pub const IO: u8 = 6;
@@ -21,31 +24,16 @@ pub const IO: u8 = 6;
 pub const INTERNAL: u8 = 70;
 
 /// Every exit code with its meaning, for documentation and its test.
+#[cfg_attr(not(test), allow(dead_code))]
 pub const ALL: &[(u8, &str, &str)] = &[
     (OK, "OK", "success"),
-    (
-        DIFFERENCE,
-        "DIFFERENCE",
-        "a comparison found a difference (diff-like commands only)",
-    ),
-    (
-        INPUT,
-        "INPUT",
-        "usage or input error: bad flags, an invalid configuration file or variable, an unknown profile",
-    ),
+    (DIFFERENCE, "DIFFERENCE", "a comparison found a difference (diff-like commands only)"),
+    (INPUT, "INPUT", "usage or input error: bad flags, an invalid configuration file or variable, an unknown profile"),
     (DOCKER, "DOCKER", "Docker is absent or does not answer"),
     (PORT, "PORT", "a required host port is taken"),
-    (
-        STATE,
-        "STATE",
-        "the state store is locked, damaged or was written by a newer idp-lab",
-    ),
+    (STATE, "STATE", "the state store is locked, damaged or was written by a newer idp-lab"),
     (IO, "IO", "reading or writing a file failed"),
-    (
-        INTERNAL,
-        "INTERNAL",
-        "a defect of idp-lab itself; please report it",
-    ),
+    (INTERNAL, "INTERNAL", "a defect of idp-lab itself; please report it"),
 ];
 
 /// An error that ends the command with a documented exit code.
@@ -53,17 +41,22 @@ pub const ALL: &[(u8, &str, &str)] = &[
 pub struct Failure {
     /// The exit code.
     pub code: u8,
-    /// What to print (already formatted, may span lines).
+    /// The one-line summary, printed after `error: `.
     pub message: String,
+    /// Lines printed before the summary (e.g. every diagnostic), if any.
+    pub details: Option<String>,
 }
 
 impl Failure {
     /// A failure with `code` and `message`.
     pub fn new(code: u8, message: impl Into<String>) -> Failure {
-        Failure {
-            code,
-            message: message.into(),
-        }
+        Failure { code, message: message.into(), details: None }
+    }
+
+    /// The same failure with `details` printed before its summary.
+    pub fn with_details(mut self, details: impl Into<String>) -> Failure {
+        self.details = Some(details.into());
+        self
     }
 }
 
@@ -77,7 +70,8 @@ impl std::error::Error for Failure {}
 
 impl From<idp_core::config::ConfigError> for Failure {
     fn from(e: idp_core::config::ConfigError) -> Failure {
-        Failure::new(INPUT, e.to_string())
+        let n = e.diagnostics.len();
+        Failure::new(INPUT, format!("invalid configuration ({n} problem{})", if n == 1 { "" } else { "s" })).with_details(e.to_string())
     }
 }
 
@@ -89,9 +83,29 @@ impl From<idp_core::catalogue::CatalogueError> for Failure {
 
 impl From<idp_core::render::RenderError> for Failure {
     fn from(e: idp_core::render::RenderError) -> Failure {
-        Failure::new(
-            INTERNAL,
-            format!("failed to render the embedded platform: {e}"),
-        )
+        Failure::new(INTERNAL, format!("failed to render the embedded platform: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/exit-codes.md lists exactly these codes (`UPDATE_DOCS=1` rewrites it).
+    #[test]
+    fn exit_codes_doc_is_current() {
+        let mut doc = String::from(
+            "# Exit codes\n\nEvery `idp-lab` command ends with one of these codes (defined once, in `appliance/idp-lab/src/exit.rs`).\n\n| code | name | meaning |\n|---|---|---|\n",
+        );
+        for (code, name, meaning) in ALL {
+            doc.push_str(&format!("| {code} | `{name}` | {meaning} |\n"));
+        }
+        doc.push_str("\nUsage errors reported by the argument parser (an unknown flag or command) also exit with 2.\n");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/exit-codes.md");
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &doc).expect("write docs/exit-codes.md");
+        }
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(current == doc, "docs/exit-codes.md is stale: run `UPDATE_DOCS=1 cargo test -p idp-lab exit_codes_doc`");
     }
 }

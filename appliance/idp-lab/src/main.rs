@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {
+            if let Some(details) = &failure.details {
+                eprintln!("{details}");
+            }
             eprintln!("error: {failure}");
             ExitCode::from(failure.code)
         }

@@ -15,22 +15,16 @@ pub struct Printer {
 
 impl Printer {
     /// Prints `text` when the format is text, else `value` as JSON or YAML.
-    pub fn result<T: Serialize>(
-        &self,
-        text: impl FnOnce() -> String,
-        value: &T,
-    ) -> Result<(), Failure> {
+    pub fn result<T: Serialize>(&self, text: impl FnOnce() -> String, value: &T) -> Result<(), Failure> {
         let rendered = match self.output {
             Output::Text => text(),
             Output::Json => {
-                let mut s = serde_json::to_string_pretty(value)
-                    .map_err(|e| Failure::new(crate::exit::INTERNAL, e.to_string()))?;
+                let mut s = serde_json::to_string_pretty(value).map_err(|e| Failure::new(crate::exit::INTERNAL, e.to_string()))?;
                 s.push('\n');
                 s
             }
             Output::Yaml => {
-                let v = serde_json::to_value(value)
-                    .map_err(|e| Failure::new(crate::exit::INTERNAL, e.to_string()))?;
+                let v = serde_json::to_value(value).map_err(|e| Failure::new(crate::exit::INTERNAL, e.to_string()))?;
                 idp_core::yaml::to_yaml(&v)
             }
         };
@@ -64,10 +58,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         for (i, cell) in cells.iter().enumerate() {
             out.push_str(cell);
             if i < last {
-                out.extend(std::iter::repeat_n(
-                    ' ',
-                    widths[i] - cell.chars().count() + 2,
-                ));
+                out.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count() + 2));
             }
         }
         out.push('\n');

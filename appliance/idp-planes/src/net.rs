@@ -51,32 +51,17 @@ pub fn port_is_free(bind: IpAddr, port: u16) -> bool {
 
 /// Resolves a port setting: a fixed port as is; `auto` as `preferred` when it is free,
 /// else the first free port from `fallback_from` (100 tried).
-pub fn pick_port(
-    bind: IpAddr,
-    setting: PortSetting,
-    preferred: u16,
-    fallback_from: u16,
-) -> Result<u16, NetError> {
+pub fn pick_port(bind: IpAddr, setting: PortSetting, preferred: u16, fallback_from: u16) -> Result<u16, NetError> {
     if let PortSetting::Fixed(p) = setting {
         return Ok(p);
     }
     // An unspecified bind address is probed as such: the port must be free on every interface.
-    let bind = if bind.is_unspecified() {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-    } else {
-        bind
-    };
+    let bind = if bind.is_unspecified() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { bind };
     if port_is_free(bind, preferred) {
         return Ok(preferred);
     }
     let to = fallback_from.saturating_add(99);
-    (fallback_from..=to)
-        .find(|&p| port_is_free(bind, p))
-        .ok_or(NetError::NoFreePort {
-            bind,
-            from: fallback_from,
-            to,
-        })
+    (fallback_from..=to).find(|&p| port_is_free(bind, p)).ok_or(NetError::NoFreePort { bind, from: fallback_from, to })
 }
 
 #[cfg(test)]
@@ -95,18 +80,8 @@ mod tests {
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let taken = TcpListener::bind((lo, 0)).expect("bind");
         let port = taken.local_addr().expect("addr").port();
-        let picked = pick_port(
-            lo,
-            PortSetting::Auto,
-            port,
-            port.saturating_add(1).max(1024),
-        )
-        .expect("a free port");
+        let picked = pick_port(lo, PortSetting::Auto, port, port.saturating_add(1).max(1024)).expect("a free port");
         assert_ne!(picked, port);
-        assert_eq!(
-            pick_port(lo, PortSetting::Fixed(port), 1, 1).expect("fixed"),
-            port,
-            "fixed ports are not probed"
-        );
+        assert_eq!(pick_port(lo, PortSetting::Fixed(port), 1, 1).expect("fixed"), port, "fixed ports are not probed");
     }
 }

@@ -51,9 +51,7 @@ pub enum StateError {
         supported: u32,
     },
     /// A record does not decode.
-    #[error(
-        "record {key} in {path} is damaged: {message}; it is a cache of the live lab and can be removed"
-    )]
+    #[error("record {key} in {path} is damaged: {message}; it is a cache of the live lab and can be removed")]
     Damaged {
         /// The store's folder.
         path: PathBuf,
@@ -85,9 +83,7 @@ pub fn home_from_env(value: Option<&std::ffi::OsStr>) -> Result<PathBuf, StateEr
     if let Some(v) = value.filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(v));
     }
-    directories::ProjectDirs::from("dev", "idp-lab", "idp-lab")
-        .map(|d| d.data_dir().to_path_buf())
-        .ok_or(StateError::NoHome)
+    directories::ProjectDirs::from("dev", "idp-lab", "idp-lab").map(|d| d.data_dir().to_path_buf()).ok_or(StateError::NoHome)
 }
 
 /// The state store of one lab.
@@ -99,9 +95,7 @@ pub struct StateStore {
 impl StateStore {
     /// The store of lab `lab` under `home` (`<home>/labs/<lab>/state`); nothing is opened yet.
     pub fn for_lab(home: &Path, lab: &str) -> StateStore {
-        StateStore {
-            path: home.join("labs").join(lab).join("state"),
-        }
+        StateStore { path: home.join("labs").join(lab).join("state") }
     }
 
     /// The store's folder.
@@ -110,39 +104,24 @@ impl StateStore {
     }
 
     /// Opens the store for the length of `f`, waiting while another process holds it.
-    fn with_db<T>(
-        &self,
-        f: impl FnOnce(&sled::Db) -> Result<T, StateError>,
-    ) -> Result<T, StateError> {
+    fn with_db<T>(&self, f: impl FnOnce(&sled::Db) -> Result<T, StateError>) -> Result<T, StateError> {
         let started = Instant::now();
         let db = loop {
-            match sled::Config::new()
-                .path(&self.path)
-                .mode(sled::Mode::LowSpace)
-                .open()
-            {
+            match sled::Config::new().path(&self.path).mode(sled::Mode::LowSpace).open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(e)) if is_lock_contention(&e) => {
                     if started.elapsed() > LOCK_WAIT {
-                        return Err(StateError::Locked {
-                            path: self.path.clone(),
-                        });
+                        return Err(StateError::Locked { path: self.path.clone() });
                     }
                     std::thread::sleep(Duration::from_millis(25));
                 }
                 Err(source) => {
-                    return Err(StateError::Store {
-                        path: self.path.clone(),
-                        source,
-                    });
+                    return Err(StateError::Store { path: self.path.clone(), source });
                 }
             }
         };
         let out = f(&db)?;
-        db.flush().map_err(|source| StateError::Store {
-            path: self.path.clone(),
-            source,
-        })?;
+        db.flush().map_err(|source| StateError::Store { path: self.path.clone(), source })?;
         Ok(out)
     }
 
@@ -160,12 +139,7 @@ impl StateStore {
         };
         let bytes = serde_json::to_vec(&envelope).map_err(|e| self.damaged(&key, e))?;
         self.with_db(|db| {
-            db.insert(key.as_bytes(), bytes)
-                .map(drop)
-                .map_err(|source| StateError::Store {
-                    path: self.path.clone(),
-                    source,
-                })
+            db.insert(key.as_bytes(), bytes).map(drop).map_err(|source| StateError::Store { path: self.path.clone(), source })
         })
     }
 
@@ -175,12 +149,7 @@ impl StateStore {
         if !self.path.exists() {
             return Ok(None);
         }
-        let raw = self.with_db(|db| {
-            db.get(key.as_bytes()).map_err(|source| StateError::Store {
-                path: self.path.clone(),
-                source,
-            })
-        })?;
+        let raw = self.with_db(|db| db.get(key.as_bytes()).map_err(|source| StateError::Store { path: self.path.clone(), source }))?;
         raw.map(|bytes| self.decode::<R>(&key, &bytes)).transpose()
     }
 
@@ -190,14 +159,7 @@ impl StateStore {
         if !self.path.exists() {
             return Ok(());
         }
-        self.with_db(|db| {
-            db.remove(key.as_bytes())
-                .map(drop)
-                .map_err(|source| StateError::Store {
-                    path: self.path.clone(),
-                    source,
-                })
-        })
+        self.with_db(|db| db.remove(key.as_bytes()).map(drop).map_err(|source| StateError::Store { path: self.path.clone(), source }))
     }
 
     /// All records of one type, by name.
@@ -210,10 +172,7 @@ impl StateStore {
             db.scan_prefix(prefix.as_bytes())
                 .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
                 .collect::<Result<_, _>>()
-                .map_err(|source| StateError::Store {
-                    path: self.path.clone(),
-                    source,
-                })
+                .map_err(|source| StateError::Store { path: self.path.clone(), source })
         })?;
         raw.into_iter()
             .map(|(k, v)| {
@@ -232,10 +191,7 @@ impl StateStore {
         match std::fs::remove_dir_all(lab_dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StateError::Store {
-                path: self.path.clone(),
-                source: sled::Error::Io(e),
-            }),
+            Err(e) => Err(StateError::Store { path: self.path.clone(), source: sled::Error::Io(e) }),
         }
     }
 
@@ -253,11 +209,7 @@ impl StateStore {
     }
 
     fn damaged(&self, key: &str, e: impl std::fmt::Display) -> StateError {
-        StateError::Damaged {
-            path: self.path.clone(),
-            key: key.to_owned(),
-            message: e.to_string(),
-        }
+        StateError::Damaged { path: self.path.clone(), key: key.to_owned(), message: e.to_string() }
     }
 }
 
@@ -288,27 +240,16 @@ mod tests {
     use super::*;
 
     fn record() -> LabRecord {
-        LabRecord {
-            profile: "standard".into(),
-            config: serde_json::json!({"lab": {"name": "demo"}}),
-            written_by: "0.1.0".into(),
-        }
+        LabRecord { profile: "standard".into(), config: serde_json::json!({"lab": {"name": "demo"}}), written_by: "0.1.0".into() }
     }
 
     #[test]
     fn round_trips_records_and_lists_them() {
         let home = tempfile::tempdir().expect("tempdir");
         let store = StateStore::for_lab(home.path(), "demo");
-        assert_eq!(
-            store.get::<LabRecord>("current").expect("read"),
-            None,
-            "absent store reads as empty"
-        );
+        assert_eq!(store.get::<LabRecord>("current").expect("read"), None, "absent store reads as empty");
         store.put("current", &record()).expect("write");
-        assert_eq!(
-            store.get::<LabRecord>("current").expect("read"),
-            Some(record())
-        );
+        assert_eq!(store.get::<LabRecord>("current").expect("read"), Some(record()));
         assert_eq!(store.list::<LabRecord>().expect("list").len(), 1);
         store.delete::<LabRecord>("current").expect("delete");
         assert_eq!(store.get::<LabRecord>("current").expect("read"), None);
@@ -328,17 +269,7 @@ mod tests {
         let store = StateStore::for_lab(home.path(), "demo");
         store.put("current", &Future(1)).expect("write");
         let err = store.get::<LabRecord>("current").expect_err("newer schema");
-        assert!(
-            matches!(
-                err,
-                StateError::NewerSchema {
-                    found: 99,
-                    supported: 1,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, StateError::NewerSchema { found: 99, supported: 1, .. }), "{err}");
         assert!(err.to_string().contains("upgrade idp-lab"));
     }
 
@@ -366,10 +297,7 @@ mod tests {
 
     #[test]
     fn home_prefers_the_environment() {
-        assert_eq!(
-            home_from_env(Some(std::ffi::OsStr::new("/tmp/x"))).expect("home"),
-            PathBuf::from("/tmp/x")
-        );
+        assert_eq!(home_from_env(Some(std::ffi::OsStr::new("/tmp/x"))).expect("home"), PathBuf::from("/tmp/x"));
         assert!(home_from_env(None).is_ok() || std::env::var_os("HOME").is_none());
     }
 }

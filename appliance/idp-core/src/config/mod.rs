@@ -15,12 +15,7 @@ use std::net::IpAddr;
 use validate::Checker;
 
 /// Environment variables under `IDP_LAB_` that are not configuration keys.
-pub const RESERVED_ENV: &[&str] = &[
-    "IDP_LAB_HOME",
-    "IDP_LAB_TESTBED",
-    "IDP_LAB_SHARED",
-    "IDP_LAB_SKIP_LOG",
-];
+pub const RESERVED_ENV: &[&str] = &["IDP_LAB_HOME", "IDP_LAB_TESTBED", "IDP_LAB_SHARED", "IDP_LAB_SKIP_LOG"];
 
 /// Where one key's value came from, for precise errors about combinations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,18 +38,11 @@ pub struct Layer {
 impl Layer {
     /// An empty layer for `origin`.
     pub fn new(origin: Origin) -> Self {
-        Layer {
-            origin,
-            values: BTreeMap::new(),
-        }
+        Layer { origin, values: BTreeMap::new() }
     }
 
     fn set(&mut self, path: &str, value: Value, (line, column): (usize, usize)) {
-        let at = SetAt {
-            origin: self.origin.clone(),
-            line,
-            column,
-        };
+        let at = SetAt { origin: self.origin.clone(), line, column };
         self.values.insert(path.to_owned(), (value, at));
     }
 
@@ -104,22 +92,11 @@ impl fmt::Display for ConfigError {
 
 /// Parses and validates a configuration or profile file. `components` are the names
 /// that `[versions]` may override.
-pub fn parse_file(
-    text: &str,
-    name: &str,
-    kind: FileKind,
-    components: &[&str],
-) -> Result<ParsedProfile, ConfigError> {
+pub fn parse_file(text: &str, name: &str, kind: FileKind, components: &[&str]) -> Result<ParsedProfile, ConfigError> {
     let mut checker = Checker::new(text, Origin::File(name.to_owned()), components);
     let mut description = None;
     let layer = checker.document(kind, &mut description);
-    if checker.diags.is_empty() {
-        Ok(ParsedProfile { layer, description })
-    } else {
-        Err(ConfigError {
-            diagnostics: checker.diags,
-        })
-    }
+    if checker.diags.is_empty() { Ok(ParsedProfile { layer, description }) } else { Err(ConfigError { diagnostics: checker.diags }) }
 }
 
 /// Builds the layer of `IDP_LAB_<SECTION>_<KEY>` overrides from environment variables.
@@ -131,10 +108,7 @@ where
 {
     let mut layer = Layer::new(Origin::Env("IDP_LAB_*".into()));
     let mut diagnostics = Vec::new();
-    let mut vars: Vec<(String, String)> = vars
-        .into_iter()
-        .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
-        .collect();
+    let mut vars: Vec<(String, String)> = vars.into_iter().map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned())).collect();
     vars.sort();
     for (var, raw) in vars {
         if !var.starts_with("IDP_LAB_") || RESERVED_ENV.contains(&var.as_str()) {
@@ -146,11 +120,7 @@ where
         diagnostics.extend(checker.diags);
         layer.values.extend(one.values);
     }
-    if diagnostics.is_empty() {
-        Ok(layer)
-    } else {
-        Err(ConfigError { diagnostics })
-    }
+    if diagnostics.is_empty() { Ok(layer) } else { Err(ConfigError { diagnostics }) }
 }
 
 /// The built-in defaults of every key, from the schema.
@@ -164,11 +134,7 @@ pub fn defaults() -> Layer {
     }
     let mut checker = Checker::new(&text, Origin::File("<built-in defaults>".into()), &[]);
     let layer = checker.document(FileKind::Config, &mut None);
-    debug_assert!(
-        checker.diags.is_empty(),
-        "built-in defaults are invalid: {:?}",
-        checker.diags
-    );
+    debug_assert!(checker.diags.is_empty(), "built-in defaults are invalid: {:?}", checker.diags);
     layer
 }
 
@@ -311,9 +277,7 @@ impl<'de> Deserialize<'de> for PortSetting {
                 .filter(|&p| p > 0)
                 .map(PortSetting::Fixed)
                 .ok_or_else(|| serde::de::Error::custom("port out of range")),
-            other => Err(serde::de::Error::custom(format!(
-                "expected \"auto\" or a port, found {other}"
-            ))),
+            other => Err(serde::de::Error::custom(format!("expected \"auto\" or a port, found {other}"))),
         }
     }
 }
@@ -346,11 +310,7 @@ impl Network {
         let ip = if self.bind_address.is_loopback() {
             self.bind_address
         } else if self.bind_address.is_unspecified() {
-            self.lan_ip
-                .parse()
-                .ok()
-                .or(detected_lan_ip)
-                .unwrap_or(self.bind_address)
+            self.lan_ip.parse().ok().or(detected_lan_ip).unwrap_or(self.bind_address)
         } else {
             self.bind_address
         };
@@ -436,9 +396,7 @@ pub fn resolve(layers: &[&Layer]) -> Result<Config, ConfigError> {
             line: 1,
             column: 1,
             path: String::new(),
-            message: format!(
-                "internal error: the merged configuration does not fit the schema: {e}"
-            ),
+            message: format!("internal error: the merged configuration does not fit the schema: {e}"),
             hint: Some("please report this as a bug".into()),
         }],
     })?;
@@ -459,22 +417,12 @@ pub fn resolve(layers: &[&Layer]) -> Result<Config, ConfigError> {
     if config.cluster.pools.len() > config.cluster.agents as usize {
         combo(
             "cluster.pools",
-            format!(
-                "{} pools but only {} agents: each pool needs its own agent",
-                config.cluster.pools.len(),
-                config.cluster.agents
-            ),
+            format!("{} pools but only {} agents: each pool needs its own agent", config.cluster.pools.len(), config.cluster.agents),
             "raise cluster.agents or remove pools",
         );
     }
     let n = &config.network;
-    for (a, b) in [
-        ("http_port", n.http_port),
-        ("https_port", n.https_port),
-        ("api_port", n.api_port),
-    ]
-    .iter()
-    .zip([
+    for (a, b) in [("http_port", n.http_port), ("https_port", n.https_port), ("api_port", n.api_port)].iter().zip([
         ("https_port", n.https_port),
         ("api_port", n.api_port),
         ("http_port", n.http_port),
@@ -482,11 +430,7 @@ pub fn resolve(layers: &[&Layer]) -> Result<Config, ConfigError> {
         if let (PortSetting::Fixed(x), PortSetting::Fixed(y)) = (a.1, b.1)
             && x == y
         {
-            combo(
-                &format!("network.{}", a.0),
-                format!("port {x} is also network.{}", b.0),
-                "give each port its own number, or \"auto\"",
-            );
+            combo(&format!("network.{}", a.0), format!("port {x} is also network.{}", b.0), "give each port its own number, or \"auto\"");
         }
     }
     if config.cluster.flavor == Flavor::Existing && config.cluster.servers != 1 {
@@ -496,11 +440,7 @@ pub fn resolve(layers: &[&Layer]) -> Result<Config, ConfigError> {
             "remove cluster.servers, or choose flavor \"k3s\" or \"kind\"",
         );
     }
-    if diagnostics.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError { diagnostics })
-    }
+    if diagnostics.is_empty() { Ok(config) } else { Err(ConfigError { diagnostics }) }
 }
 
 #[cfg(test)]

@@ -61,7 +61,9 @@ impl Kind {
             Kind::Size => "a size such as \"4g\", \"512m\" or \"0\" (no limit)".into(),
             Kind::Duration => "a duration such as \"300s\", \"5m\", \"1h\" or a number of seconds".into(),
             Kind::List => "an array of strings".into(),
-            Kind::Pools => "an array of tables { name = \"infra\", labels = { role = \"infra\" }, taints = [\"key=value:NoSchedule\"] }".into(),
+            Kind::Pools => {
+                "an array of tables { name = \"infra\", labels = { role = \"infra\" }, taints = [\"key=value:NoSchedule\"] }".into()
+            }
             Kind::Mirrors => "a table of registry = [\"http://mirror:5000\", ...]".into(),
             Kind::Version => "a version string such as \"1.18.2\"".into(),
         }
@@ -107,36 +109,19 @@ pub struct KeySpec {
 impl KeySpec {
     /// The environment variable that overrides this key (`IDP_LAB_<SECTION>_<KEY>`).
     pub fn env_var(&self) -> String {
-        let key = if self.key == "*" {
-            "<COMPONENT>"
-        } else {
-            self.key
-        };
-        format!(
-            "IDP_LAB_{}_{}",
-            self.section.to_uppercase(),
-            key.to_uppercase()
-        )
+        let key = if self.key == "*" { "<COMPONENT>" } else { self.key };
+        format!("IDP_LAB_{}_{}", self.section.to_uppercase(), key.to_uppercase())
     }
 }
 
 /// Sections with a one-line description each, in documentation order.
 pub const SECTIONS: &[(&str, &str)] = &[
     ("lab", "The lab as a whole."),
-    (
-        "cluster",
-        "The Kubernetes cluster: how it is made and its nodes.",
-    ),
+    ("cluster", "The Kubernetes cluster: how it is made and its nodes."),
     ("network", "Host addresses, ports and hostnames."),
     ("stacks", "Platform stacks to install, and the HA dial."),
-    (
-        "versions",
-        "Chart version overrides, one key per component (`cilium = \"1.18.3\"`); the embedded catalogue pins the defaults.",
-    ),
-    (
-        "registry",
-        "Image sources: offline mode, the bundle and registry mirrors.",
-    ),
+    ("versions", "Chart version overrides, one key per component (`cilium = \"1.18.3\"`); the embedded catalogue pins the defaults."),
+    ("registry", "Image sources: offline mode, the bundle and registry mirrors."),
     ("timeouts", "How long to wait for each phase."),
 ];
 
@@ -173,20 +158,8 @@ pub const KEYS: &[KeySpec] = &[
         default: "\"auto\"",
         doc: "Node image; `auto` picks the pinned image of the flavor (`rancher/k3s:v1.33.4-k3s1` or `kindest/node:v1.33.4`).",
     },
-    KeySpec {
-        section: "cluster",
-        key: "servers",
-        kind: Kind::Int { min: 1, max: 7 },
-        default: "1",
-        doc: "Number of control-plane nodes.",
-    },
-    KeySpec {
-        section: "cluster",
-        key: "agents",
-        kind: Kind::Int { min: 0, max: 16 },
-        default: "2",
-        doc: "Number of worker nodes.",
-    },
+    KeySpec { section: "cluster", key: "servers", kind: Kind::Int { min: 1, max: 7 }, default: "1", doc: "Number of control-plane nodes." },
+    KeySpec { section: "cluster", key: "agents", kind: Kind::Int { min: 0, max: 16 }, default: "2", doc: "Number of worker nodes." },
     KeySpec {
         section: "cluster",
         key: "security",
@@ -194,13 +167,7 @@ pub const KEYS: &[KeySpec] = &[
         default: "\"privileged\"",
         doc: "`privileged` runs nodes privileged like k3d and kind; `capabilities` grants an explicit capability set instead, for Docker hosts that refuse privileged containers.",
     },
-    KeySpec {
-        section: "cluster",
-        key: "memory",
-        kind: Kind::Size,
-        default: "\"4g\"",
-        doc: "Memory limit per node container.",
-    },
+    KeySpec { section: "cluster", key: "memory", kind: Kind::Size, default: "\"4g\"", doc: "Memory limit per node container." },
     KeySpec {
         section: "cluster",
         key: "pools",
@@ -271,20 +238,8 @@ pub const KEYS: &[KeySpec] = &[
         default: "\"auto\"",
         doc: "Domain the lab's hostnames live under. `auto`: `127-0-0-1.nip.io` on loopback, `<lan-ip-dashed>.nip.io` when bound to the LAN; `sslip.io` names or a custom domain work too.",
     },
-    KeySpec {
-        section: "stacks",
-        key: "secrets",
-        kind: Kind::Bool,
-        default: "true",
-        doc: "Vault and External Secrets.",
-    },
-    KeySpec {
-        section: "stacks",
-        key: "policies",
-        kind: Kind::Bool,
-        default: "true",
-        doc: "Kyverno and Policy Reporter.",
-    },
+    KeySpec { section: "stacks", key: "secrets", kind: Kind::Bool, default: "true", doc: "Vault and External Secrets." },
+    KeySpec { section: "stacks", key: "policies", kind: Kind::Bool, default: "true", doc: "Kyverno and Policy Reporter." },
     KeySpec {
         section: "stacks",
         key: "observability",
@@ -292,34 +247,10 @@ pub const KEYS: &[KeySpec] = &[
         default: "true",
         doc: "Prometheus, Grafana, Loki, Fluent Bit and Pyrra SLOs.",
     },
-    KeySpec {
-        section: "stacks",
-        key: "cicd",
-        kind: Kind::Bool,
-        default: "true",
-        doc: "Argo Workflows and SonarQube.",
-    },
-    KeySpec {
-        section: "stacks",
-        key: "security",
-        kind: Kind::Bool,
-        default: "true",
-        doc: "Trivy Operator.",
-    },
-    KeySpec {
-        section: "stacks",
-        key: "backstage",
-        kind: Kind::Bool,
-        default: "true",
-        doc: "Backstage and Dex.",
-    },
-    KeySpec {
-        section: "stacks",
-        key: "events",
-        kind: Kind::Bool,
-        default: "true",
-        doc: "Argo Events and the remediation playbooks.",
-    },
+    KeySpec { section: "stacks", key: "cicd", kind: Kind::Bool, default: "true", doc: "Argo Workflows and SonarQube." },
+    KeySpec { section: "stacks", key: "security", kind: Kind::Bool, default: "true", doc: "Trivy Operator." },
+    KeySpec { section: "stacks", key: "backstage", kind: Kind::Bool, default: "true", doc: "Backstage and Dex." },
+    KeySpec { section: "stacks", key: "events", kind: Kind::Bool, default: "true", doc: "Argo Events and the remediation playbooks." },
     KeySpec {
         section: "stacks",
         key: "prod",
@@ -369,22 +300,56 @@ pub const KEYS: &[KeySpec] = &[
         default: "\"300s\"",
         doc: "How long one component may take to become ready.",
     },
-    KeySpec {
-        section: "timeouts",
-        key: "total",
-        kind: Kind::Duration,
-        default: "\"30m\"",
-        doc: "How long `up` may take as a whole.",
-    },
+    KeySpec { section: "timeouts", key: "total", kind: Kind::Duration, default: "\"30m\"", doc: "How long `up` may take as a whole." },
 ];
 
 /// Looks up the spec of `section.key` (wildcard sections match any key).
 pub fn lookup(section: &str, key: &str) -> Option<&'static KeySpec> {
-    KEYS.iter()
-        .find(|k| k.section == section && (k.key == key || k.key == "*"))
+    KEYS.iter().find(|k| k.section == section && (k.key == key || k.key == "*"))
 }
 
 /// The keys of one section.
 pub fn section_keys(section: &str) -> impl Iterator<Item = &'static KeySpec> + '_ {
     KEYS.iter().filter(move |k| k.section == section)
+}
+
+/// The reference documentation of every key, in Markdown (`docs/configuration.md`).
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# Configuration reference\n\n\
+         <!-- Generated from appliance/idp-core/src/config/schema.rs by `UPDATE_DOCS=1 cargo test -p idp-core docs`. Do not edit. -->\n\n\
+         `idp-lab.toml` is optional: every key has a built-in default, and a profile (`idp-lab profiles list`) sets a few of them.\n\
+         Values are layered, later wins: **built-in defaults ← profile ← `idp-lab.toml` (or `--config FILE`) ← `IDP_LAB_<SECTION>_<KEY>` variables ← flags**.\n\
+         `idp-lab profiles show NAME` prints the fully resolved result; `idp-lab config check FILE` validates a file and reports every problem with its line and column.\n\n\
+         Environment variables take TOML values (`8443`, `true`, `[\"a\", \"b\"]`); anything that is not a TOML value is read as a bare string (`auto`, `127.0.0.1`).\n\
+         `IDP_LAB_HOME` (where state lives, default `~/.local/share/idp-lab`) and `IDP_LAB_TESTBED`, `IDP_LAB_SHARED`, `IDP_LAB_SKIP_LOG` (test bed) are reserved and are not configuration.\n",
+    );
+    for (section, about) in SECTIONS {
+        out.push_str(&format!("\n## `[{section}]`\n\n{about}\n\n| key | type | default | environment | meaning |\n|---|---|---|---|---|\n"));
+        for k in section_keys(section) {
+            let (key, default) = if k.key == "*" { ("<component>".to_owned(), "the catalogue's pin".to_owned()) } else { (k.key.to_owned(), format!("`{}`", k.default)) };
+            let kind = match k.kind {
+                Kind::Choice(words) => words.join(" \\| "),
+                Kind::Int { min, max } => format!("integer {min}–{max}"),
+                other => other.type_name().to_owned(),
+            };
+            out.push_str(&format!("| `{key}` | {kind} | {} | `{}` | {} |\n", default.replace('|', "\\|"), k.env_var(), k.doc.replace('|', "\\|")));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    /// docs/configuration.md is generated from the schema (`UPDATE_DOCS=1` rewrites it).
+    #[test]
+    fn docs_are_current() {
+        let doc = super::reference_markdown();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &doc).expect("write docs/configuration.md");
+        }
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(current == doc, "docs/configuration.md is stale: run `UPDATE_DOCS=1 cargo test -p idp-core docs`");
+    }
 }

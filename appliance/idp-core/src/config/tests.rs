@@ -16,18 +16,8 @@ fn defaults_are_the_original_platform() {
     assert_eq!(c.cluster.node_image(), K3S_IMAGE);
     assert_eq!((c.cluster.servers, c.cluster.agents), (1, 2));
     assert_eq!(c.cluster.memory_bytes(), 4 << 30);
-    assert_eq!(
-        c.cluster
-            .pools
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect::<Vec<_>>(),
-        ["infra", "apps"]
-    );
-    assert_eq!(
-        c.cluster.pools[0].labels.get("role").map(String::as_str),
-        Some("infra")
-    );
+    assert_eq!(c.cluster.pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["infra", "apps"]);
+    assert_eq!(c.cluster.pools[0].labels.get("role").map(String::as_str), Some("infra"));
     assert_eq!(c.network.bind_address.to_string(), "127.0.0.1");
     assert_eq!(c.network.https_port, PortSetting::Auto);
     assert_eq!(c.network.resolved_dns_suffix(None), "127-0-0-1.nip.io");
@@ -65,10 +55,7 @@ fn unknown_sections_and_choices_suggest_fixes() {
 fn syntax_errors_have_positions() {
     let err = parse("[lab]\nname = \"unterminated\n").expect_err("syntax");
     let d = &err.diagnostics[0];
-    assert_eq!(
-        (d.line, d.origin.clone()),
-        (2, Origin::File("idp-lab.toml".into()))
-    );
+    assert_eq!((d.line, d.origin.clone()), (2, Origin::File("idp-lab.toml".into())));
     assert!(d.message.starts_with("invalid TOML"), "{}", d.message);
 }
 
@@ -77,31 +64,18 @@ fn pools_are_checked_in_depth() {
     let err = parse("[cluster]\nagents = 1\npools = [{ name = \"a\", labels = { role = \"x y\" } }, { name = \"b\", taints = [\"k=v:Sometimes\"], colour = 1 }]\n")
         .expect_err("bad pools");
     let paths: Vec<&str> = err.diagnostics.iter().map(|d| d.path.as_str()).collect();
-    assert_eq!(
-        paths,
-        [
-            "cluster.pools[0].labels.role",
-            "cluster.pools[1].taints[0]",
-            "cluster.pools[1].colour"
-        ]
-    );
+    assert_eq!(paths, ["cluster.pools[0].labels.role", "cluster.pools[1].taints[0]", "cluster.pools[1].colour"]);
     let err = parse("[cluster]\nagents = 1\n").expect_err("two default pools, one agent");
     assert_eq!(err.diagnostics[0].path, "cluster.pools");
-    assert!(
-        err.diagnostics[0]
-            .to_string()
-            .contains("2 pools but only 1 agents")
-    );
+    assert!(err.diagnostics[0].to_string().contains("2 pools but only 1 agents"));
 }
 
 #[test]
 fn array_of_tables_pools_work() {
-    let c = parse("[cluster]\nagents = 3\n[[cluster.pools]]\nname = \"gpu\"\ntaints = [\"nvidia.com/gpu=true:NoSchedule\"]\n").expect("valid");
+    let c =
+        parse("[cluster]\nagents = 3\n[[cluster.pools]]\nname = \"gpu\"\ntaints = [\"nvidia.com/gpu=true:NoSchedule\"]\n").expect("valid");
     assert_eq!(c.cluster.pools.len(), 1);
-    assert_eq!(
-        c.cluster.pools[0].taints,
-        ["nvidia.com/gpu=true:NoSchedule"]
-    );
+    assert_eq!(c.cluster.pools[0].taints, ["nvidia.com/gpu=true:NoSchedule"]);
 }
 
 #[test]
@@ -109,21 +83,12 @@ fn versions_only_name_chart_components() {
     let c = parse("[versions]\ncilium = \"1.18.3\"\n").expect("valid");
     assert_eq!(c.versions.get("cilium").map(String::as_str), Some("1.18.3"));
     let err = parse("[versions]\ncillium = \"1.18.3\"\n").expect_err("typo");
-    assert_eq!(
-        err.diagnostics[0].hint.as_deref(),
-        Some("did you mean `cilium`?")
-    );
+    assert_eq!(err.diagnostics[0].hint.as_deref(), Some("did you mean `cilium`?"));
 }
 
 #[test]
 fn env_overrides_win_and_are_typed() {
-    let file = parse_file(
-        "[network]\nhttps_port = 9443\n",
-        "idp-lab.toml",
-        FileKind::Config,
-        COMPONENTS,
-    )
-    .expect("valid");
+    let file = parse_file("[network]\nhttps_port = 9443\n", "idp-lab.toml", FileKind::Config, COMPONENTS).expect("valid");
     let env = env_layer(
         [
             ("IDP_LAB_NETWORK_HTTPS_PORT", "8443"),
@@ -141,14 +106,7 @@ fn env_overrides_win_and_are_typed() {
 
 #[test]
 fn env_errors_name_the_variable() {
-    let err = env_layer(
-        [
-            ("IDP_LAB_NETWORK_HTTPS_PORT", "0"),
-            ("IDP_LAB_CLUSTR_IMAGE", "x"),
-        ],
-        COMPONENTS,
-    )
-    .expect_err("two problems");
+    let err = env_layer([("IDP_LAB_NETWORK_HTTPS_PORT", "0"), ("IDP_LAB_CLUSTR_IMAGE", "x")], COMPONENTS).expect_err("two problems");
     insta::assert_snapshot!(err.to_string(), @r#"
     environment variable IDP_LAB_CLUSTR_IMAGE:1:1: clustr.image: no such configuration key
       help: did you mean IDP_LAB_CLUSTER_IMAGE?
@@ -161,15 +119,11 @@ fn env_errors_name_the_variable() {
 fn port_clashes_and_lan_suffixes() {
     let err = parse("[network]\nhttp_port = 8443\nhttps_port = 8443\n").expect_err("clash");
     assert_eq!(err.diagnostics[0].path, "network.http_port");
-    let c =
-        parse("[network]\nbind_address = \"0.0.0.0\"\nlan_ip = \"192.168.1.20\"\n").expect("valid");
+    let c = parse("[network]\nbind_address = \"0.0.0.0\"\nlan_ip = \"192.168.1.20\"\n").expect("valid");
     assert_eq!(c.network.resolved_dns_suffix(None), "192-168-1-20.nip.io");
     let c = parse("[network]\nbind_address = \"0.0.0.0\"\n").expect("valid");
     assert!(c.network.needs_lan_ip());
-    assert_eq!(
-        c.network.resolved_dns_suffix("10.0.0.5".parse().ok()),
-        "10-0-0-5.nip.io"
-    );
+    assert_eq!(c.network.resolved_dns_suffix("10.0.0.5".parse().ok()), "10-0-0-5.nip.io");
     let c = parse("[network]\ndns_suffix = \"lab.example.com\"\n").expect("valid");
     assert_eq!(c.network.resolved_dns_suffix(None), "lab.example.com");
 }

@@ -29,30 +29,12 @@ pub(crate) struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     pub(crate) fn new(text: &'a str, origin: Origin, components: &'a [&'a str]) -> Self {
-        Checker {
-            text,
-            origin,
-            components,
-            diags: Vec::new(),
-        }
+        Checker { text, origin, components, diags: Vec::new() }
     }
 
-    fn report(
-        &mut self,
-        span: Option<Range<usize>>,
-        path: &str,
-        message: String,
-        hint: Option<String>,
-    ) {
+    fn report(&mut self, span: Option<Range<usize>>, path: &str, message: String, hint: Option<String>) {
         let (line, column) = line_col(self.text, span.map_or(0, |s| s.start));
-        self.diags.push(Diagnostic {
-            origin: self.origin.clone(),
-            line,
-            column,
-            path: path.to_owned(),
-            message,
-            hint,
-        });
+        self.diags.push(Diagnostic { origin: self.origin.clone(), line, column, path: path.to_owned(), message, hint });
     }
 
     /// Validates a whole document; profile and description keys go to `description`.
@@ -74,17 +56,8 @@ impl<'a> Checker<'a> {
                 continue;
             }
             let Some(table) = item.as_table_like() else {
-                let hint = did_you_mean(name, SECTIONS.iter().map(|s| s.0))
-                    .map(|s| format!("keys belong in a section, e.g. [{s}]"));
-                self.report(
-                    key_span,
-                    name,
-                    format!(
-                        "expected a section (a table such as [{name}]), found {}",
-                        describe(item)
-                    ),
-                    hint,
-                );
+                let hint = did_you_mean(name, SECTIONS.iter().map(|s| s.0)).map(|s| format!("keys belong in a section, e.g. [{s}]"));
+                self.report(key_span, name, format!("expected a section (a table such as [{name}]), found {}", describe(item)), hint);
                 continue;
             };
             if !SECTIONS.iter().any(|(s, _)| *s == name) {
@@ -100,32 +73,21 @@ impl<'a> Checker<'a> {
             }
             for (key, value) in table.iter() {
                 let path = format!("{name}.{key}");
-                let span = table
-                    .key(key)
-                    .and_then(|k| k.span())
-                    .or_else(|| value.span());
+                let span = table.key(key).and_then(|k| k.span()).or_else(|| value.span());
                 let Some(spec) = schema::lookup(name, key) else {
                     let hint = did_you_mean(key, schema::section_keys(name).map(|k| k.key))
                         .map(|k| format!("did you mean `{k}`?"))
                         .or_else(|| {
                             Some(format!(
                                 "keys of [{name}] are {}",
-                                schema::section_keys(name)
-                                    .map(|k| k.key)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
+                                schema::section_keys(name).map(|k| k.key).collect::<Vec<_>>().join(", ")
                             ))
                         });
                     self.report(span, &path, "unknown key".into(), hint);
                     continue;
                 };
                 if kind == FileKind::Profile && path == "lab.profile" {
-                    self.report(
-                        span,
-                        &path,
-                        "a profile cannot select another profile".into(),
-                        Some("remove this key".into()),
-                    );
+                    self.report(span, &path, "a profile cannot select another profile".into(), Some("remove this key".into()));
                     continue;
                 }
                 if let Some(v) = self.value(spec, key, &path, value) {
@@ -138,24 +100,14 @@ impl<'a> Checker<'a> {
 
     fn profile_table(&mut self, item: &Item, description: &mut Option<String>) {
         let Some(table) = item.as_table_like() else {
-            self.report(
-                item.span(),
-                "profile",
-                "expected a table [profile]".into(),
-                None,
-            );
+            self.report(item.span(), "profile", "expected a table [profile]".into(), None);
             return;
         };
         for (key, value) in table.iter() {
             let path = format!("profile.{key}");
             match (key, value.as_str()) {
                 ("description", Some(text)) => *description = Some(text.to_owned()),
-                ("description", None) => self.report(
-                    value.span(),
-                    &path,
-                    format!("expected a string, found {}", describe(value)),
-                    None,
-                ),
+                ("description", None) => self.report(value.span(), &path, format!("expected a string, found {}", describe(value)), None),
                 _ => self.report(
                     table.key(key).and_then(|k| k.span()),
                     &path,
@@ -171,22 +123,11 @@ impl<'a> Checker<'a> {
     }
 
     /// Checks one value against its spec; `None` after reporting a problem.
-    pub(crate) fn value(
-        &mut self,
-        spec: &KeySpec,
-        key: &str,
-        path: &str,
-        item: &Item,
-    ) -> Option<Value> {
+    pub(crate) fn value(&mut self, spec: &KeySpec, key: &str, path: &str, item: &Item) -> Option<Value> {
         let span = item.span();
         let expected = spec.kind.expected();
         let wrong = |this: &mut Self, found: String| {
-            this.report(
-                span.clone(),
-                path,
-                format!("expected {expected}, found {found}"),
-                None,
-            );
+            this.report(span.clone(), path, format!("expected {expected}, found {found}"), None);
             None
         };
         match spec.kind {
@@ -203,8 +144,7 @@ impl<'a> Checker<'a> {
                 (Some(n), _) if (1..=65535).contains(&n) => Some(json!(n)),
                 (_, Some("auto")) => Some(json!("auto")),
                 (Some(n), _) => {
-                    let hint =
-                        (n == 0).then(|| "use \"auto\" to let idp-lab pick a free port".to_owned());
+                    let hint = (n == 0).then(|| "use \"auto\" to let idp-lab pick a free port".to_owned());
                     self.report(span, path, format!("expected {expected}, found {n}"), hint);
                     None
                 }
@@ -229,28 +169,15 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn string(
-        &mut self,
-        spec: &KeySpec,
-        key: &str,
-        path: &str,
-        text: &str,
-        span: Option<Range<usize>>,
-    ) -> Option<Value> {
+    fn string(&mut self, spec: &KeySpec, key: &str, path: &str, text: &str, span: Option<Range<usize>>) -> Option<Value> {
         let ok = match spec.kind {
             Kind::Name => is_name(text),
             Kind::Text => !text.trim().is_empty(),
             Kind::OptText => true,
             Kind::Choice(words) => {
                 if !words.contains(&text) {
-                    let hint = did_you_mean(text, words.iter().copied())
-                        .map(|w| format!("did you mean \"{w}\"?"));
-                    self.report(
-                        span,
-                        path,
-                        format!("expected {}, found \"{text}\"", spec.kind.expected()),
-                        hint,
-                    );
+                    let hint = did_you_mean(text, words.iter().copied()).map(|w| format!("did you mean \"{w}\"?"));
+                    self.report(span, path, format!("expected {}, found \"{text}\"", spec.kind.expected()), hint);
                     return None;
                 }
                 true
@@ -263,12 +190,7 @@ impl<'a> Checker<'a> {
                 return match parse_duration(text) {
                     Some(secs) => Some(json!(secs)),
                     None => {
-                        self.report(
-                            span,
-                            path,
-                            format!("expected {}, found \"{text}\"", spec.kind.expected()),
-                            None,
-                        );
+                        self.report(span, path, format!("expected {}, found \"{text}\"", spec.kind.expected()), None);
                         None
                     }
                 };
@@ -277,18 +199,8 @@ impl<'a> Checker<'a> {
                 if !self.components.contains(&key) {
                     let hint = did_you_mean(key, self.components.iter().copied())
                         .map(|c| format!("did you mean `{c}`?"))
-                        .or_else(|| {
-                            Some(format!(
-                                "components with a chart: {}",
-                                self.components.join(", ")
-                            ))
-                        });
-                    self.report(
-                        span,
-                        path,
-                        "no component with a chart has this name".into(),
-                        hint,
-                    );
+                        .or_else(|| Some(format!("components with a chart: {}", self.components.join(", "))));
+                    self.report(span, path, "no component with a chart has this name".into(), hint);
                     return None;
                 }
                 !text.trim().is_empty() && !text.contains(char::is_whitespace)
@@ -298,24 +210,14 @@ impl<'a> Checker<'a> {
         if ok {
             Some(json!(text))
         } else {
-            self.report(
-                span,
-                path,
-                format!("expected {}, found \"{text}\"", spec.kind.expected()),
-                None,
-            );
+            self.report(span, path, format!("expected {}, found \"{text}\"", spec.kind.expected()), None);
             None
         }
     }
 
     fn strings(&mut self, path: &str, item: &Item) -> Option<Vec<String>> {
         let Some(array) = item.as_array() else {
-            self.report(
-                item.span(),
-                path,
-                format!("expected an array of strings, found {}", describe(item)),
-                None,
-            );
+            self.report(item.span(), path, format!("expected an array of strings, found {}", describe(item)), None);
             return None;
         };
         let mut out = Vec::new();
@@ -324,12 +226,7 @@ impl<'a> Checker<'a> {
             match v.as_str() {
                 Some(s) => out.push(s.to_owned()),
                 None => {
-                    self.report(
-                        v.span(),
-                        &format!("{path}[{i}]"),
-                        format!("expected a string, found {}", describe_value(v)),
-                        None,
-                    );
+                    self.report(v.span(), &format!("{path}[{i}]"), format!("expected a string, found {}", describe_value(v)), None);
                     ok = false;
                 }
             }
@@ -342,41 +239,29 @@ impl<'a> Checker<'a> {
     }
 
     fn pools(&mut self, path: &str, item: &Item) -> Option<Value> {
-        let tables: Vec<(Option<Range<usize>>, &dyn toml_edit::TableLike)> =
-            if let Some(aot) = item.as_array_of_tables() {
-                aot.iter()
-                    .map(|t| (t.span(), t as &dyn toml_edit::TableLike))
-                    .collect()
-            } else if let Some(array) = item.as_array() {
-                let mut out = Vec::new();
-                for v in array.iter() {
-                    match v.as_inline_table() {
-                        Some(t) => out.push((v.span(), t as &dyn toml_edit::TableLike)),
-                        None => {
-                            self.report(
-                                v.span(),
-                                path,
-                                format!("expected a pool table, found {}", describe_value(v)),
-                                Some(Kind::Pools.expected()),
-                            );
-                            return None;
-                        }
+        let tables: Vec<(Option<Range<usize>>, &dyn toml_edit::TableLike)> = if let Some(aot) = item.as_array_of_tables() {
+            aot.iter().map(|t| (t.span(), t as &dyn toml_edit::TableLike)).collect()
+        } else if let Some(array) = item.as_array() {
+            let mut out = Vec::new();
+            for v in array.iter() {
+                match v.as_inline_table() {
+                    Some(t) => out.push((v.span(), t as &dyn toml_edit::TableLike)),
+                    None => {
+                        self.report(
+                            v.span(),
+                            path,
+                            format!("expected a pool table, found {}", describe_value(v)),
+                            Some(Kind::Pools.expected()),
+                        );
+                        return None;
                     }
                 }
-                out
-            } else {
-                self.report(
-                    item.span(),
-                    path,
-                    format!(
-                        "expected {}, found {}",
-                        Kind::Pools.expected(),
-                        describe(item)
-                    ),
-                    None,
-                );
-                return None;
-            };
+            }
+            out
+        } else {
+            self.report(item.span(), path, format!("expected {}, found {}", Kind::Pools.expected(), describe(item)), None);
+            return None;
+        };
         let mut pools = Vec::new();
         let mut names = Vec::new();
         let mut ok = true;
@@ -395,36 +280,20 @@ impl<'a> Checker<'a> {
                             pool.insert("name".into(), json!(n));
                         }
                         Some(n) if is_name(n) => {
-                            self.report(
-                                vspan,
-                                &kpath,
-                                format!("pool name \"{n}\" is used twice"),
-                                None,
-                            );
+                            self.report(vspan, &kpath, format!("pool name \"{n}\" is used twice"), None);
                             ok = false;
                         }
                         _ => {
-                            self.report(
-                                vspan,
-                                &kpath,
-                                format!(
-                                    "expected {}, found {}",
-                                    Kind::Name.expected(),
-                                    describe(value)
-                                ),
-                                None,
-                            );
+                            self.report(vspan, &kpath, format!("expected {}, found {}", Kind::Name.expected(), describe(value)), None);
                             ok = false;
                         }
                     },
-                    "labels" => {
-                        match self.string_table(&kpath, value, is_label_key, is_label_value) {
-                            Some(labels) => {
-                                pool.insert("labels".into(), labels);
-                            }
-                            None => ok = false,
+                    "labels" => match self.string_table(&kpath, value, is_label_key, is_label_value) {
+                        Some(labels) => {
+                            pool.insert("labels".into(), labels);
                         }
-                    }
+                        None => ok = false,
+                    },
                     "taints" => match self.strings(&kpath, value) {
                         Some(taints) => {
                             for (j, t) in taints.iter().enumerate() {
@@ -438,8 +307,7 @@ impl<'a> Checker<'a> {
                         None => ok = false,
                     },
                     other => {
-                        let hint = did_you_mean(other, ["name", "labels", "taints"])
-                            .map(|k| format!("did you mean `{k}`?"));
+                        let hint = did_you_mean(other, ["name", "labels", "taints"]).map(|k| format!("did you mean `{k}`?"));
                         self.report(
                             vspan,
                             &kpath,
@@ -461,16 +329,7 @@ impl<'a> Checker<'a> {
 
     fn mirrors(&mut self, path: &str, item: &Item) -> Option<Value> {
         let Some(table) = item.as_table_like() else {
-            self.report(
-                item.span(),
-                path,
-                format!(
-                    "expected {}, found {}",
-                    Kind::Mirrors.expected(),
-                    describe(item)
-                ),
-                None,
-            );
+            self.report(item.span(), path, format!("expected {}, found {}", Kind::Mirrors.expected(), describe(item)), None);
             return None;
         };
         let mut out = serde_json::Map::new();
@@ -480,10 +339,13 @@ impl<'a> Checker<'a> {
             match self.strings(&kpath, value) {
                 Some(endpoints) => {
                     for e in &endpoints {
-                        if !(e.starts_with("http://") || e.starts_with("https://"))
-                            || e.len() <= "https://".len()
-                        {
-                            self.report(value.span(), &kpath, format!("expected an endpoint URL starting with http:// or https://, found \"{e}\""), Some("plain-HTTP mirrors need an explicit http://".into()));
+                        if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() <= "https://".len() {
+                            self.report(
+                                value.span(),
+                                &kpath,
+                                format!("expected an endpoint URL starting with http:// or https://, found \"{e}\""),
+                                Some("plain-HTTP mirrors need an explicit http://".into()),
+                            );
                             ok = false;
                         }
                     }
@@ -495,20 +357,9 @@ impl<'a> Checker<'a> {
         ok.then_some(Value::Object(out))
     }
 
-    fn string_table(
-        &mut self,
-        path: &str,
-        item: &Item,
-        key_ok: fn(&str) -> bool,
-        value_ok: fn(&str) -> bool,
-    ) -> Option<Value> {
+    fn string_table(&mut self, path: &str, item: &Item, key_ok: fn(&str) -> bool, value_ok: fn(&str) -> bool) -> Option<Value> {
         let Some(table) = item.as_table_like() else {
-            self.report(
-                item.span(),
-                path,
-                format!("expected a table of strings, found {}", describe(item)),
-                None,
-            );
+            self.report(item.span(), path, format!("expected a table of strings, found {}", describe(item)), None);
             return None;
         };
         let mut out = serde_json::Map::new();
@@ -524,12 +375,7 @@ impl<'a> Checker<'a> {
                     ok = false;
                 }
                 None => {
-                    self.report(
-                        v.span(),
-                        &kpath,
-                        format!("expected a string, found {}", describe(v)),
-                        None,
-                    );
+                    self.report(v.span(), &kpath, format!("expected a string, found {}", describe(v)), None);
                     ok = false;
                 }
             }
@@ -570,8 +416,7 @@ pub fn is_name(s: &str) -> bool {
         && s.len() <= 32
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && !s.ends_with('-')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// A DNS name of at least two labels, each an RFC 1123 label.
@@ -583,8 +428,7 @@ pub fn is_dns_name(s: &str) -> bool {
                 && l.len() <= 63
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         })
 }
 
@@ -593,8 +437,7 @@ fn is_label_value(s: &str) -> bool {
         && (s.is_empty()
             || (s.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))))
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))))
 }
 
 fn is_label_key(s: &str) -> bool {
@@ -610,9 +453,7 @@ fn is_taint(s: &str) -> bool {
         return false;
     };
     let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
-    ["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect)
-        && is_label_key(key)
-        && is_label_value(value)
+    ["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) && is_label_key(key) && is_label_value(value)
 }
 
 /// Parses a memory size (`"4g"`, `"512m"`, `"1Gi"`, `"0"`) into bytes.
@@ -654,20 +495,14 @@ pub(crate) fn env_value(checker: &mut Checker<'_>, var: &str, raw: &str, layer: 
         None => (rest.to_ascii_lowercase(), String::new()),
     };
     let Some(spec) = schema::lookup(&section, &key) else {
-        let known: Vec<String> = schema::KEYS
-            .iter()
-            .filter(|k| k.key != "*")
-            .map(KeySpec::env_var)
-            .collect();
+        let known: Vec<String> = schema::KEYS.iter().filter(|k| k.key != "*").map(KeySpec::env_var).collect();
         let hint = did_you_mean(var, known.iter().map(String::as_str)).map(|v| format!("did you mean {v}?")).unwrap_or_else(|| {
-            format!("configuration variables are IDP_LAB_<SECTION>_<KEY> (see docs/configuration.md); reserved: {}", super::RESERVED_ENV.join(", "))
+            format!(
+                "configuration variables are IDP_LAB_<SECTION>_<KEY> (see docs/configuration.md); reserved: {}",
+                super::RESERVED_ENV.join(", ")
+            )
         });
-        checker.report(
-            None,
-            &format!("{section}.{key}"),
-            "no such configuration key".into(),
-            Some(hint),
-        );
+        checker.report(None, &format!("{section}.{key}"), "no such configuration key".into(), Some(hint));
         return;
     };
     if section == "lab" && key == "profile" {

@@ -29,19 +29,11 @@ pub fn run(global: &Global, printer: Printer, cmd: ConfigCommand) -> Result<(), 
     let ConfigCommand::Check { file } = cmd;
     let name = file.display().to_string();
     let text = std::fs::read_to_string(&file).map_err(|e| {
-        let code = if e.kind() == std::io::ErrorKind::NotFound {
-            INPUT
-        } else {
-            IO
-        };
+        let code = if e.kind() == std::io::ErrorKind::NotFound { INPUT } else { IO };
         Failure::new(code, format!("failed to read {name}: {e}"))
     })?;
     let catalogue = Catalogue::load()?;
-    let inputs = Inputs {
-        profile_flag: global.profile.as_deref(),
-        file: Some((&name, &text)),
-        env: env(),
-    };
+    let inputs = Inputs { profile_flag: global.profile.as_deref(), file: Some((&name, &text)), env: env() };
     let result = profiles::resolve(&inputs, &catalogue.chart_components());
     let problems: Vec<Problem> = match &result {
         Ok(_) => Vec::new(),
@@ -58,11 +50,7 @@ pub fn run(global: &Global, printer: Printer, cmd: ConfigCommand) -> Result<(), 
             })
             .collect(),
     };
-    let report = Report {
-        file: name.clone(),
-        ok: problems.is_empty(),
-        problems,
-    };
+    let report = Report { file: name.clone(), ok: problems.is_empty(), problems };
     match result {
         Ok(_) => printer.result(|| format!("{name}: ok\n"), &report),
         Err(e) => {
@@ -71,13 +59,8 @@ pub fn run(global: &Global, printer: Printer, cmd: ConfigCommand) -> Result<(), 
                 printer.result(String::new, &report)?;
             }
             let count = e.diagnostics.len();
-            Err(Failure::new(
-                INPUT,
-                format!(
-                    "{e}\n{name}: {count} problem{}",
-                    if count == 1 { "" } else { "s" }
-                ),
-            ))
+            let summary = format!("{name}: {count} problem{}", if count == 1 { "" } else { "s" });
+            Err(Failure::new(INPUT, summary).with_details(e.to_string()))
         }
     }
 }

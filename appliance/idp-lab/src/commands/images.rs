@@ -19,27 +19,11 @@ pub fn run(global: &Global, printer: Printer, cmd: ImagesCommand) -> Result<(), 
     let listed: Vec<Listed<'_>> = ctx
         .catalogue
         .enabled(&ctx.config.stacks)
-        .flat_map(|c| {
-            c.images.iter().map(move |i| Listed {
-                component: &c.name,
-                image: &i.reference,
-                unverified: i.unverified,
-            })
-        })
+        .flat_map(|c| c.images.iter().map(move |i| Listed { component: &c.name, image: &i.reference, unverified: i.unverified }))
         .collect();
     let rows: Vec<Vec<String>> = listed
         .iter()
-        .map(|l| {
-            vec![
-                l.component.to_owned(),
-                l.image.to_owned(),
-                if l.unverified {
-                    "unverified".into()
-                } else {
-                    "pinned".into()
-                },
-            ]
-        })
+        .map(|l| vec![l.component.to_owned(), l.image.to_owned(), if l.unverified { "unverified".into() } else { "pinned".into() }])
         .collect();
     printer.result(|| table(&["COMPONENT", "IMAGE", "TAG"], &rows), &listed)
 }

@@ -12,9 +12,7 @@ use crate::printer::Printer;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let printer = Printer {
-        output: cli.global.output,
-    };
+    let printer = Printer { output: cli.global.output };
     match cli.command {
         Command::Profiles(cmd) => profiles::run(&cli.global, printer, cmd),
         Command::Render(args) => render::run(&cli.global, printer, args),

@@ -1,0 +1,313 @@
+//! The rendered platform against the original's numbers (seed digest §2, §4, §5), the
+//! image lists, determinism and per-profile snapshots.
+
+use idp_core::catalogue::Catalogue;
+use idp_core::config::Config;
+use idp_core::profiles::{self, Inputs};
+use idp_core::render::{self, Item, Rendered, Vars};
+use idp_core::yaml;
+use serde_json::Value;
+
+fn config(profile: &str) -> (Catalogue, Config) {
+    let catalogue = Catalogue::load().expect("the embedded catalogue loads");
+    let inputs = Inputs { profile_flag: Some(profile), ..Inputs::default() };
+    let config = profiles::resolve(&inputs, &catalogue.chart_components()).expect("the profile resolves");
+    (catalogue, config)
+}
+
+fn rendered(profile: &str) -> Rendered {
+    let (catalogue, config) = config(profile);
+    let vars = Vars::new(&config, "127-0-0-1.nip.io", 443);
+    render::render(&config, &catalogue, &vars).expect("renders")
+}
+
+fn objects<'a>(r: &'a Rendered, kind: &str) -> Vec<&'a Value> {
+    r.objects().map(|(_, o)| o).filter(|o| o["kind"] == kind).collect()
+}
+
+fn find<'a>(r: &'a Rendered, kind: &str, name: &str) -> &'a Value {
+    objects(r, kind).into_iter().find(|o| o["metadata"]["name"] == name).unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+#[test]
+fn priority_classes_are_the_originals() {
+    let r = rendered("full");
+    let table = [
+        ("platform-infrastructure", 1_000_000),
+        ("platform-events", 200_000),
+        ("platform-policy", 100_000),
+        ("platform-security", 12_000),
+        ("platform-observability", 10_000),
+        ("platform-cicd", 7_500),
+        ("platform-dashboards", 5_000),
+        ("user-workloads", 3_000),
+        ("cicd-execution", 2_500),
+        ("unclassified-workload", 0),
+    ];
+    assert_eq!(objects(&r, "PriorityClass").len(), table.len());
+    for (name, value) in table {
+        let pc = find(&r, "PriorityClass", name);
+        assert_eq!(pc["value"], value, "{name}");
+        let default = pc["globalDefault"].as_bool().unwrap_or(false);
+        assert_eq!(default, name == "unclassified-workload", "{name} globalDefault");
+    }
+}
+
+#[test]
+fn stack_namespaces_carry_their_contracts() {
+    let r = rendered("full");
+    // namespace: LR defaultRequest cpu/mem, LR default cpu/mem, RQ requests cpu/mem, RQ limits cpu/mem
+    let table = [
+        ("backstage", ["150m", "256Mi", "500m", "1Gi", "1500m", "3Gi", "4000m", "8Gi"]),
+        ("cicd", ["100m", "64Mi", "200m", "128Mi", "3000m", "6Gi", "8000m", "14Gi"]),
+        ("argo-events", ["50m", "64Mi", "200m", "256Mi", "500m", "1Gi", "2000m", "3Gi"]),
+        ("observability", ["100m", "64Mi", "200m", "128Mi", "1500m", "3Gi", "4000m", "6Gi"]),
+        ("security", ["100m", "64Mi", "200m", "128Mi", "2000m", "4Gi", "8000m", "8Gi"]),
+    ];
+    for (ns, n) in table {
+        let namespace = find(&r, "Namespace", ns);
+        for label in ["app.kubernetes.io/part-of", "owner", "business-unit", "environment"] {
+            assert!(!s(&namespace["metadata"]["labels"][label]).is_empty(), "{ns} lacks {label}");
+        }
+        let lr = find(&r, "LimitRange", &format!("{ns}-limits"));
+        assert_eq!(lr["metadata"]["namespace"], ns);
+        let c = &lr["spec"]["limits"][0];
+        assert_eq!(c["type"], "Container");
+        let got = [&c["defaultRequest"]["cpu"], &c["defaultRequest"]["memory"], &c["default"]["cpu"], &c["default"]["memory"]];
+        let rq = find(&r, "ResourceQuota", &format!("{ns}-quota"));
+        let h = &rq["spec"]["hard"];
+        let got_rq = [&h["requests.cpu"], &h["requests.memory"], &h["limits.cpu"], &h["limits.memory"]];
+        let got: Vec<&str> = got.into_iter().chain(got_rq).map(s).collect();
+        assert_eq!(got, n, "{ns}");
+    }
+    let events = find(&r, "LimitRange", "argo-events-limits");
+    assert_eq!(events["spec"]["limits"][0]["min"]["cpu"], "10m");
+    assert_eq!(events["spec"]["limits"][0]["max"]["memory"], "1Gi");
+    let ev = find(&r, "Namespace", "argo-events");
+    assert_eq!(ev["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "baseline");
+    // kyverno-system and the bootstrap namespaces have no LimitRange/ResourceQuota (digest §5.2).
+    for o in objects(&r, "LimitRange").into_iter().chain(objects(&r, "ResourceQuota")) {
+        let ns = s(&o["metadata"]["namespace"]);
+        assert!(table.iter().any(|(n, _)| *n == ns), "unexpected governance in {ns}");
+    }
+}
+
+#[test]
+fn gateway_has_both_listeners_and_one_route_per_ui() {
+    let r = rendered("full");
+    let gw = find(&r, "Gateway", "idp-gateway");
+    assert_eq!(gw["metadata"]["namespace"], "kube-system");
+    let listeners = gw["spec"]["listeners"].as_array().expect("listeners");
+    let http = listeners.iter().find(|l| l["name"] == "http").expect("http listener");
+    assert_eq!((http["port"].as_u64(), s(&http["protocol"])), (Some(80), "HTTP"));
+    let https = listeners.iter().find(|l| l["name"] == "https").expect("https listener");
+    assert_eq!((https["port"].as_u64(), s(&https["protocol"])), (Some(443), "HTTPS"));
+    assert_eq!(https["tls"]["mode"], "Terminate");
+    assert_eq!(https["tls"]["certificateRefs"][0]["name"], "idp-wildcard-cert");
+    for l in listeners {
+        assert_eq!(l["hostname"], "*.127-0-0-1.nip.io");
+    }
+    let redirect = find(&r, "HTTPRoute", "http-to-https-redirect");
+    assert_eq!(redirect["spec"]["parentRefs"][0]["sectionName"], "http");
+    let filter = &redirect["spec"]["rules"][0]["filters"][0];
+    assert_eq!((s(&filter["requestRedirect"]["scheme"]), filter["requestRedirect"]["statusCode"].as_u64()), ("https", Some(301)));
+
+    // digest §4: one route per UI; the broken events route is dropped (bug 8).
+    let uis = [
+        ("argocd", "argocd", "argocd-server", 80),
+        ("backstage", "backstage", "backstage", 7007),
+        ("dex", "backstage", "dex", 5556),
+        ("grafana", "observability", "prometheus-grafana", 80),
+        ("pyrra", "observability", "pyrra", 9099),
+        ("sonarqube", "cicd", "sonarqube-sonarqube", 9000),
+        ("vault", "vault-system", "vault", 8200),
+        ("workflows", "cicd", "argo-workflows-server", 2746),
+    ];
+    let routes: Vec<&Value> = objects(&r, "HTTPRoute").into_iter().filter(|o| o["metadata"]["name"] != "http-to-https-redirect").collect();
+    assert_eq!(routes.len(), uis.len());
+    for (host, ns, svc, port) in uis {
+        let route = find(&r, "HTTPRoute", host);
+        assert_eq!(route["metadata"]["namespace"], ns, "{host}");
+        assert_eq!(route["spec"]["hostnames"][0], format!("{host}.127-0-0-1.nip.io"));
+        assert_eq!(route["spec"]["parentRefs"][0]["name"], "idp-gateway");
+        assert_eq!(route["spec"]["parentRefs"][0]["sectionName"], "https");
+        let backend = &route["spec"]["rules"][0]["backendRefs"][0];
+        assert_eq!((s(&backend["name"]), backend["port"].as_u64()), (svc, Some(port)), "{host}");
+    }
+}
+
+#[test]
+fn the_issuer_chain_has_a_long_lived_stable_ca() {
+    let r = rendered("full");
+    assert!(find(&r, "ClusterIssuer", "self-signed-issuer")["spec"]["selfSigned"].is_object());
+    let ca = find(&r, "Certificate", "idp-lab-ca");
+    assert_eq!(ca["metadata"]["namespace"], "cert-manager");
+    assert_eq!(ca["spec"]["isCA"], true);
+    assert_eq!(ca["spec"]["issuerRef"]["name"], "self-signed-issuer");
+    assert_eq!(ca["spec"]["privateKey"]["algorithm"], "ECDSA");
+    assert_eq!(ca["spec"]["privateKey"]["size"], 256);
+    // Bug 7: not the 90-day default with rotation Always.
+    assert_eq!(ca["spec"]["duration"], "87600h");
+    assert_eq!(ca["spec"]["privateKey"]["rotationPolicy"], "Never");
+    let secret = s(&ca["spec"]["secretName"]);
+    assert_eq!(secret, "idp-lab-ca-secret");
+    assert_eq!(find(&r, "ClusterIssuer", "ca-issuer")["spec"]["ca"]["secretName"], secret);
+    let wildcard = find(&r, "Certificate", "idp-wildcard-cert");
+    assert_eq!(wildcard["metadata"]["namespace"], "kube-system");
+    assert_eq!(wildcard["spec"]["issuerRef"]["name"], "ca-issuer");
+    assert_eq!(wildcard["spec"]["issuerRef"]["kind"], "ClusterIssuer");
+    assert_eq!(wildcard["spec"]["dnsNames"], serde_json::json!(["*.127-0-0-1.nip.io", "127-0-0-1.nip.io"]));
+    assert_eq!((s(&wildcard["spec"]["duration"]), s(&wildcard["spec"]["renewBefore"])), ("8760h", "720h"));
+}
+
+#[test]
+fn bootstrap_helm_charts_are_pinned() {
+    let r = rendered("full");
+    let table = [
+        (
+            "prometheus-operator-crds",
+            "https://prometheus-community.github.io/helm-charts",
+            "prometheus-operator-crds",
+            "23.0.0",
+            "kube-system",
+        ),
+        ("cilium", "https://helm.cilium.io", "cilium", "1.18.2", "kube-system"),
+        ("cert-manager", "https://charts.jetstack.io", "cert-manager", "v1.19.0", "cert-manager"),
+        ("vault", "https://helm.releases.hashicorp.com", "vault", "0.31.0", "vault-system"),
+        ("external-secrets", "https://charts.external-secrets.io", "external-secrets", "0.20.2", "external-secrets-system"),
+        ("argocd", "https://argoproj.github.io/argo-helm", "argo-cd", "8.6.0", "argocd"),
+    ];
+    assert_eq!(objects(&r, "HelmChart").len(), table.len());
+    for (name, repo, chart, version, ns) in table {
+        let hc = find(&r, "HelmChart", name);
+        assert_eq!(hc["apiVersion"], "helm.cattle.io/v1");
+        assert_eq!(hc["metadata"]["namespace"], "kube-system");
+        let spec = &hc["spec"];
+        assert_eq!(
+            [s(&spec["repo"]), s(&spec["chart"]), s(&spec["version"]), s(&spec["targetNamespace"])],
+            [repo, chart, version, ns],
+            "{name}"
+        );
+    }
+    assert_eq!(find(&r, "HelmChart", "cilium")["spec"]["bootstrap"], true);
+    let cilium = yaml::parse_document(s(&find(&r, "HelmChart", "cilium")["spec"]["valuesContent"])).expect("values parse");
+    assert_eq!(cilium["kubeProxyReplacement"], true);
+    assert_eq!(cilium["gatewayAPI"]["enabled"], true);
+    assert_eq!(cilium["ipam"]["operator"]["clusterPoolIPv4PodCIDRList"][0], "10.42.0.0/16");
+    // Bug 9: the notifications URL is substituted, never a literal ${DNS_SUFFIX}.
+    let argocd = s(&find(&r, "HelmChart", "argocd")["spec"]["valuesContent"]);
+    assert!(argocd.contains("https://argocd.127-0-0-1.nip.io") && !argocd.contains("${"));
+    // Vault's liveness probe does not kill a sealed Vault (§10).
+    let vault = yaml::parse_document(s(&find(&r, "HelmChart", "vault")["spec"]["valuesContent"])).expect("values parse");
+    assert!(s(&vault["server"]["livenessProbe"]["path"]).contains("sealedcode=204"));
+    let gateway_crds = r.components.iter().find(|c| c.name == "gateway-api-crds").expect("gateway-api-crds");
+    assert!(matches!(&gateway_crds.items[0], Item::Reference { url, version, .. }
+        if url == "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.1/standard-install.yaml" && version == "v1.2.1"));
+}
+
+#[test]
+fn the_prod_dial_sets_real_ha_keys() {
+    let r = rendered("full");
+    let argocd = yaml::parse_document(s(&find(&r, "HelmChart", "argocd")["spec"]["valuesContent"])).expect("values parse");
+    assert_eq!(argocd["redis-ha"]["enabled"], true, "bug 12: real chart-8.x HA keys");
+    assert_eq!(argocd["server"]["replicas"], 2);
+    let standard = rendered("standard");
+    let argocd = yaml::parse_document(s(&find(&standard, "HelmChart", "argocd")["spec"]["valuesContent"])).expect("values parse");
+    assert_ne!(argocd["redis-ha"]["enabled"], true);
+}
+
+#[test]
+fn stacks_switch_whole_stacks() {
+    let minimal = rendered("minimal");
+    let names: Vec<&str> = minimal.components.iter().map(|c| c.name.as_str()).collect();
+    for absent in ["vault", "external-secrets", "observability-namespace", "kube-prometheus-stack", "backstage"] {
+        assert!(!names.contains(&absent), "minimal renders {absent}");
+    }
+    for present in ["cilium", "gateway", "pki", "argocd", "priority-classes"] {
+        assert!(names.contains(&present), "minimal lacks {present}");
+    }
+    let hosts: Vec<&str> = objects(&minimal, "HTTPRoute").iter().map(|o| s(&o["metadata"]["name"])).collect();
+    assert_eq!(hosts, ["argocd", "http-to-https-redirect"]);
+}
+
+#[test]
+fn every_object_is_labelled_and_ordered_by_wave() {
+    let r = rendered("full");
+    let waves: Vec<i32> = r.components.iter().map(|c| c.wave).collect();
+    assert!(waves.windows(2).all(|w| w[0] <= w[1]), "{waves:?}");
+    for (component, o) in r.objects() {
+        assert_eq!(o["metadata"]["labels"]["idp-lab.dev/component"], component);
+        assert_eq!(o["metadata"]["labels"]["app.kubernetes.io/managed-by"], "idp-lab");
+    }
+}
+
+/// Every image string in the project's own manifests and values, per component.
+fn referenced_images(r: &Rendered) -> Vec<(String, String)> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(img)) = m.get("image") {
+                    out.push(img.clone());
+                }
+                if let (Some(Value::String(repo)), Some(tag)) = (m.get("repository"), m.get("tag")) {
+                    let registry = m.get("registry").and_then(Value::as_str).map(|r| format!("{r}/")).unwrap_or_default();
+                    let tag = tag.as_str().map(str::to_owned).unwrap_or_else(|| tag.to_string());
+                    out.push(format!("{registry}{repo}:{tag}"));
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    for (component, o) in r.objects() {
+        let mut images = Vec::new();
+        walk(o, &mut images);
+        if let Some(values) = o["spec"]["valuesContent"].as_str() {
+            walk(&yaml::parse_document(values).expect("values parse"), &mut images);
+        }
+        found.extend(images.into_iter().map(|i| (component.to_owned(), i)));
+    }
+    found
+}
+
+#[test]
+fn every_referenced_image_is_in_the_image_lists() {
+    let (catalogue, _) = config("full");
+    let r = rendered("full");
+    for (component, image) in referenced_images(&r) {
+        let listed = catalogue
+            .get(&component)
+            .expect("component")
+            .images
+            .iter()
+            .any(|i| i.reference == image || i.reference.ends_with(&format!("/{image}")));
+        assert!(listed, "{component} references {image}, which images/{component}.txt does not list");
+    }
+    for c in &catalogue.components {
+        for i in &c.images {
+            assert!(idp_core::catalogue::is_pinned_reference(&i.reference), "{}: {}", c.name, i.reference);
+        }
+    }
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    let a = Rendered::to_yaml_stream(&rendered("full").components);
+    let b = Rendered::to_yaml_stream(&rendered("full").components);
+    assert_eq!(a, b);
+    assert!(!a.contains("${"), "unsubstituted variable");
+}
+
+#[test]
+fn every_profile_renders_and_is_pinned_by_a_snapshot() {
+    for profile in profiles::names() {
+        let text = Rendered::to_yaml_stream(&rendered(&profile).components);
+        insta::assert_snapshot!(format!("render-{profile}"), text);
+    }
+}
