@@ -324,7 +324,7 @@ impl<'a> Checker<'a> {
             }
             pools.push(Value::Object(pool));
         }
-        ok.then(|| Value::Array(pools))
+        ok.then_some(Value::Array(pools))
     }
 
     fn mirrors(&mut self, path: &str, item: &Item) -> Option<Value> {
@@ -505,9 +505,6 @@ pub(crate) fn env_value(checker: &mut Checker<'_>, var: &str, raw: &str, layer: 
         checker.report(None, &format!("{section}.{key}"), "no such configuration key".into(), Some(hint));
         return;
     };
-    if section == "lab" && key == "profile" {
-        // Allowed: selects the profile like --profile.
-    }
     // A value that parses as a TOML value is taken as one (numbers, booleans, arrays,
     // tables); anything else is a bare string.
     let value: toml_edit::Value = raw.parse().unwrap_or_else(|_| toml_edit::Value::from(raw));
