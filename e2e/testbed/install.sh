@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Installs and starts idp-lab's test bed on Debian/Ubuntu (run as root):
+#   - packages docker.io, python3-yaml, curl, openssl, iproute2, installed
+#     WITHOUT starting their services (a temporary policy-rc.d denies it);
+#   - dockerd, started in the background only when nothing answers on
+#     /var/run/docker.sock (log: $IDP_LAB_TESTBED/dockerd.log);
+#   - Kubernetes 1.20.2 binaries (etcd, kube-apiserver, kube-controller-manager,
+#     kubectl) in $IDP_LAB_TESTBED/bin, built by kube-from-debian.sh (10-16 min
+#     the first time, instant when cached).
+# Idempotent: a second run changes nothing and returns quickly.
+#
+#   usage: install.sh            (IDP_LAB_TESTBED defaults to ~/.cache/idp-lab-testbed)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TESTBED=${IDP_LAB_TESTBED:-$HOME/.cache/idp-lab-testbed}
+SOCK=/var/run/docker.sock
+
+say() { echo "install.sh: $*"; }
+die() { echo "install.sh: error: $*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (installs packages and starts dockerd)"
+command -v apt-get >/dev/null || die "needs apt-get (Debian/Ubuntu)"
+mkdir -p "$TESTBED" || die "cannot create $TESTBED"
+
+# --- packages -----------------------------------------------------------------
+PKGS=(docker.io python3-yaml curl openssl iproute2)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} (services are not started)"
+  POLICY=/usr/sbin/policy-rc.d
+  if [ -e "$POLICY" ]; then
+    cp -p "$POLICY" "$TESTBED/policy-rc.d.saved"
+    restore_policy() { mv -f "$TESTBED/policy-rc.d.saved" "$POLICY"; }
+  else
+    restore_policy() { rm -f "$POLICY"; }
+  fi
+  trap restore_policy EXIT
+  printf '#!/bin/sh\nexit 101\n' > "$POLICY"
+  chmod 755 "$POLICY"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+  restore_policy
+  trap - EXIT
+  say "installed ${missing[*]}"
+else
+  say "packages already installed: ${PKGS[*]}"
+fi
+
+# --- dockerd ------------------------------------------------------------------
+ping_docker() { curl -fsS --max-time 3 --unix-socket "$SOCK" http://localhost/_ping >/dev/null 2>&1; }
+if ping_docker; then
+  say "a Docker daemon already answers on $SOCK"
+else
+  command -v dockerd >/dev/null || die "dockerd not found although docker.io is installed"
+  say "starting dockerd (log: $TESTBED/dockerd.log)"
+  # Detach fully so the daemon outlives this script and its session.
+  setsid nohup dockerd >>"$TESTBED/dockerd.log" 2>&1 < /dev/null &
+  echo $! > "$TESTBED/dockerd.pid"
+  for _ in $(seq 1 60); do
+    ping_docker && break
+    if ! kill -0 "$(cat "$TESTBED/dockerd.pid")" 2>/dev/null; then
+      tail -n 20 "$TESTBED/dockerd.log" >&2 || true
+      die "dockerd exited during start; see $TESTBED/dockerd.log"
+    fi
+    sleep 1
+  done
+  ping_docker || die "dockerd did not answer GET /_ping on $SOCK within 60 s; see $TESTBED/dockerd.log"
+  say "dockerd is up (pid $(cat "$TESTBED/dockerd.pid"))"
+fi
+
+# --- Kubernetes binaries -----------------------------------------------------
+have_kube() {
+  for b in etcd kube-apiserver kube-controller-manager kubectl; do
+    [ -x "$TESTBED/bin/$b" ] || return 1
+  done
+}
+if have_kube; then
+  say "Kubernetes binaries already in $TESTBED/bin"
+else
+  say "building Kubernetes 1.20.2 binaries into $TESTBED/bin (10-16 min the first time)"
+  # One build at a time per cache directory.
+  exec 9>"$TESTBED/.kube-build.lock"
+  flock 9
+  if ! have_kube; then
+    "$HERE/kube-from-debian.sh" "$TESTBED" || die "kube-from-debian.sh failed"
+  fi
+  flock -u 9
+  have_kube || die "kube-from-debian.sh finished but $TESTBED/bin is incomplete"
+  say "built Kubernetes binaries into $TESTBED/bin"
+fi
+
+say "test bed ready: docker $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'), binaries in $TESTBED/bin"
