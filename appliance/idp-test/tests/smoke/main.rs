@@ -6,4 +6,5 @@
 mod control_plane;
 mod harness;
 mod node;
+mod render;
 mod support;
