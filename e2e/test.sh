@@ -56,6 +56,14 @@ if $bed; then
   fi
 fi
 
+# Everything Docker holds before the tests, to find what they leave behind (anonymous
+# volumes of node containers carry no label).
+docker_objects() {
+  { docker ps -aq --no-trunc; docker network ls -q --no-trunc; docker volume ls -q; } 2>/dev/null | sort
+}
+before_docker=$(mktemp)
+$bed && docker_objects > "$before_docker"
+
 # 4. The test runner: cargo-nextest when present, cargo test otherwise.
 say "tests"
 if cargo nextest --version >/dev/null 2>&1; then
@@ -85,9 +93,16 @@ if cargo build --release -p idp-lab --locked; then
   fi
   out=$(mktemp -d)
   for profile in $(target_bin=$CARGO_TARGET_DIR/release/idp-lab; "$target_bin" profiles list -o json | python3 -c 'import json,sys; print(" ".join(p["name"] for p in json.load(sys.stdin)))'); do
+    rendered=true
     for build in debug release; do
-      (cd "$out" && IDP_LAB_HOME=$out/home IDP_LAB_NETWORK_HTTPS_PORT=443 "$CARGO_TARGET_DIR/$build/idp-lab" render --profile "$profile" > "$out/$profile.$build.yaml")
+      # The binary sees only its own configuration variables, as a user's shell would.
+      if ! (cd "$out" && env -u IDP_LAB_TESTNODE_IMAGE -u IDP_LAB_SKIP_LOG IDP_LAB_HOME="$out/home" IDP_LAB_NETWORK_HTTPS_PORT=443 \
+            "$CARGO_TARGET_DIR/$build/idp-lab" render --profile "$profile" > "$out/$profile.$build.yaml"); then
+        fail "render --profile $profile ($build build) failed"
+        rendered=false
+      fi
     done
+    $rendered || continue
     if cmp -s "$out/$profile.debug.yaml" "$out/$profile.release.yaml" && [ -s "$out/$profile.debug.yaml" ]; then
       pass "render --profile $profile: debug and release builds give identical bytes"
     else
@@ -111,8 +126,12 @@ fi
 # 6. Nothing left behind: containers, networks, volumes and processes the tests started.
 say "leftovers"
 if $bed && docker info >/dev/null 2>&1; then
-  left=$( { docker ps -aq --filter label=idp-lab.test; docker network ls -q --filter label=idp-lab.test; docker volume ls -q --filter label=idp-lab.test; } | wc -l)
-  if [ "$left" = 0 ]; then pass "no test containers, networks or volumes left"; else fail "$left test containers/networks/volumes left behind (label idp-lab.test)"; fi
+  left=$(comm -13 "$before_docker" <(docker_objects))
+  if [ -z "$left" ]; then
+    pass "no containers, networks or volumes left behind by the tests"
+  else
+    fail "the tests left Docker objects behind: $(echo $left | head -c 300)"
+  fi
 fi
 if pgrep -f "$IDP_LAB_TESTBED/bin/(etcd|kube-apiserver|kube-controller-manager)" >/dev/null 2>&1; then
   fail "control-plane processes left running: $(pgrep -af "$IDP_LAB_TESTBED/bin/" | head -3)"

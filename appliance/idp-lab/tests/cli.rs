@@ -4,15 +4,18 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::Path;
 
+/// Variables of the test's own environment that must not reach the binary.
+fn leaking_vars() -> impl Iterator<Item = String> {
+    std::env::vars().map(|(k, _)| k).filter(|k| k.starts_with("IDP_LAB_") || k == "RUST_LOG")
+}
+
 /// The binary in an isolated home and an empty working folder, with no IDP_LAB_* leaking in.
 fn idp_lab(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("idp-lab").expect("binary");
-    cmd.current_dir(dir).env("IDP_LAB_HOME", dir.join("home")).env("NO_COLOR", "1");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IDP_LAB_") && k != "IDP_LAB_HOME" || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
+    for k in leaking_vars() {
+        cmd.env_remove(k);
     }
+    cmd.current_dir(dir).env("IDP_LAB_HOME", dir.join("home")).env("NO_COLOR", "1");
     cmd
 }
 
@@ -125,7 +128,11 @@ fn render_writes_one_file_per_wave() {
 fn render_survives_a_closed_pipe() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bin = assert_cmd::cargo::cargo_bin("idp-lab");
-    let status = std::process::Command::new("sh")
+    let mut sh = std::process::Command::new("sh");
+    for k in leaking_vars() {
+        sh.env_remove(k);
+    }
+    let status = sh
         .arg("-c")
         .arg(format!("'{}' render --profile full | head -n 1 >/dev/null; exit ${{PIPESTATUS:-0}}", bin.display()))
         .current_dir(dir.path())

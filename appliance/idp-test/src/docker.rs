@@ -45,8 +45,23 @@ pub async fn connect() -> anyhow::Result<Docker> {
 /// result, including a cached failure.
 pub async fn testnode_image() -> anyhow::Result<String> {
     static IMAGE: OnceCell<Result<String, String>> = OnceCell::const_new();
-    IMAGE.get_or_init(|| async { build_testnode_image().await.map_err(|e| format!("{e:#}")) }).await.clone().map_err(|e| anyhow!(e))
+    IMAGE.get_or_init(|| async { prebuilt_or_build().await.map_err(|e| format!("{e:#}")) }).await.clone().map_err(|e| anyhow!(e))
 }
+
+/// The image named by `IDP_LAB_TESTNODE_IMAGE` (set by `e2e/test.sh`, which builds it once
+/// before the test processes start) when Docker has it; else a build.
+async fn prebuilt_or_build() -> anyhow::Result<String> {
+    if let Ok(image) = std::env::var(TESTNODE_IMAGE_ENV)
+        && !image.is_empty()
+        && connect().await?.inspect_image(&image).await.is_ok()
+    {
+        return Ok(image);
+    }
+    build_testnode_image().await
+}
+
+/// The environment variable naming a prebuilt stand-in image.
+pub const TESTNODE_IMAGE_ENV: &str = "IDP_LAB_TESTNODE_IMAGE";
 
 async fn build_testnode_image() -> anyhow::Result<String> {
     let script = testbed().script("testnode-image.sh");

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use validate::Checker;
 
 /// Environment variables under `IDP_LAB_` that are not configuration keys.
-pub const RESERVED_ENV: &[&str] = &["IDP_LAB_HOME", "IDP_LAB_TESTBED", "IDP_LAB_SHARED", "IDP_LAB_SKIP_LOG"];
+pub const RESERVED_ENV: &[&str] = &["IDP_LAB_HOME", "IDP_LAB_TESTBED", "IDP_LAB_SHARED", "IDP_LAB_SKIP_LOG", "IDP_LAB_TESTNODE_IMAGE"];
 
 /// Where one key's value came from, for precise errors about combinations.
 #[derive(Debug, Clone, PartialEq, Eq)]

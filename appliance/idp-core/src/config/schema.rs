@@ -322,18 +322,29 @@ pub fn reference_markdown() -> String {
          Values are layered, later wins: **built-in defaults ← profile ← `idp-lab.toml` (or `--config FILE`) ← `IDP_LAB_<SECTION>_<KEY>` variables ← flags**.\n\
          `idp-lab profiles show NAME` prints the fully resolved result; `idp-lab config check FILE` validates a file and reports every problem with its line and column.\n\n\
          Environment variables take TOML values (`8443`, `true`, `[\"a\", \"b\"]`); anything that is not a TOML value is read as a bare string (`auto`, `127.0.0.1`).\n\
-         `IDP_LAB_HOME` (where state lives, default `~/.local/share/idp-lab`) and `IDP_LAB_TESTBED`, `IDP_LAB_SHARED`, `IDP_LAB_SKIP_LOG` (test bed) are reserved and are not configuration.\n",
+         `IDP_LAB_HOME` (where state lives, default `~/.local/share/idp-lab`) and `IDP_LAB_TESTBED`, `IDP_LAB_SHARED`, `IDP_LAB_SKIP_LOG`, `IDP_LAB_TESTNODE_IMAGE` (test bed) are reserved and are not configuration.\n",
     );
     for (section, about) in SECTIONS {
-        out.push_str(&format!("\n## `[{section}]`\n\n{about}\n\n| key | type | default | environment | meaning |\n|---|---|---|---|---|\n"));
+        out.push_str(&format!(
+            "\n## `[{section}]`\n\n{about}\n\n| key | type | default | environment | meaning |\n|---|---|---|---|---|\n"
+        ));
         for k in section_keys(section) {
-            let (key, default) = if k.key == "*" { ("<component>".to_owned(), "the catalogue's pin".to_owned()) } else { (k.key.to_owned(), format!("`{}`", k.default)) };
+            let (key, default) = if k.key == "*" {
+                ("<component>".to_owned(), "the catalogue's pin".to_owned())
+            } else {
+                (k.key.to_owned(), format!("`{}`", k.default))
+            };
             let kind = match k.kind {
                 Kind::Choice(words) => words.join(" \\| "),
                 Kind::Int { min, max } => format!("integer {min}–{max}"),
                 other => other.type_name().to_owned(),
             };
-            out.push_str(&format!("| `{key}` | {kind} | {} | `{}` | {} |\n", default.replace('|', "\\|"), k.env_var(), k.doc.replace('|', "\\|")));
+            out.push_str(&format!(
+                "| `{key}` | {kind} | {} | `{}` | {} |\n",
+                default.replace('|', "\\|"),
+                k.env_var(),
+                k.doc.replace('|', "\\|")
+            ));
         }
     }
     out

@@ -40,7 +40,8 @@ async fn every_rendered_object_passes_a_server_side_dry_run() {
         objects.sort_by_key(|o| o["kind"] != "Namespace");
         for object in objects {
             let is_namespace = object["kind"] == "Namespace";
-            let what = format!("{profile}: {} {}", object["kind"].as_str().unwrap_or("?"), object["metadata"]["name"].as_str().unwrap_or("?"));
+            let what =
+                format!("{profile}: {} {}", object["kind"].as_str().unwrap_or("?"), object["metadata"]["name"].as_str().unwrap_or("?"));
             let dynamic: DynamicObject = match serde_json::from_value(object.clone()) {
                 Ok(d) => d,
                 Err(e) => {
