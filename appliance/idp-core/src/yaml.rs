@@ -27,7 +27,7 @@ pub fn parse_document(text: &str) -> Result<Value, String> {
 pub fn to_yaml(value: &Value) -> String {
     let mut out = String::new();
     match value {
-        Value::Object(map) if !map.is_empty() => emit_map(&mut out, map, 0),
+        Value::Object(map) if !map.is_empty() => emit_map(&mut out, map, 0, false),
         Value::Array(items) if !items.is_empty() => emit_seq(&mut out, items, 0),
         scalar => {
             emit_inline(&mut out, scalar, 0);
@@ -47,9 +47,15 @@ fn sorted(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
     entries
 }
 
-fn emit_map(out: &mut String, map: &serde_json::Map<String, Value>, level: usize) {
-    for (key, value) in sorted(map) {
-        indent(out, level);
+/// Emits a map's entries at `level`; with `inline_first` the first entry continues the
+/// current line (after a sequence dash).
+fn emit_map(out: &mut String, map: &serde_json::Map<String, Value>, level: usize, inline_first: bool) {
+    for (i, (key, value)) in sorted(map).into_iter().enumerate() {
+        if i == 0 && inline_first {
+            out.push(' ');
+        } else {
+            indent(out, level);
+        }
         out.push_str(&scalar_string(key));
         out.push(':');
         emit_after_key(out, value, level);
@@ -61,29 +67,9 @@ fn emit_seq(out: &mut String, items: &[Value], level: usize) {
         indent(out, level);
         out.push('-');
         match item {
-            Value::Object(map) if !map.is_empty() => {
-                // The first entry shares the dash's line; the rest align under it.
-                let entries = sorted(map);
-                for (i, (key, value)) in entries.into_iter().enumerate() {
-                    if i == 0 {
-                        out.push(' ');
-                    } else {
-                        indent(out, level + 2);
-                    }
-                    out.push_str(&scalar_string(key));
-                    out.push(':');
-                    emit_after_key(out, value, level + 2);
-                }
-            }
-            Value::Array(inner) if !inner.is_empty() => {
-                out.push('\n');
-                emit_seq(out, inner, level + 2);
-            }
-            other => {
-                out.push(' ');
-                emit_inline(out, other, level + 2);
-                out.push('\n');
-            }
+            Value::Object(map) if !map.is_empty() => emit_map(out, map, level + 2, true),
+            // Anything else reads like a map value after its key.
+            other => emit_after_key(out, other, level),
         }
     }
 }
@@ -93,7 +79,7 @@ fn emit_after_key(out: &mut String, value: &Value, level: usize) {
     match value {
         Value::Object(map) if !map.is_empty() => {
             out.push('\n');
-            emit_map(out, map, level + 2);
+            emit_map(out, map, level + 2, false);
         }
         // Sequences under a key are indented like kubectl does it.
         Value::Array(items) if !items.is_empty() => {

@@ -422,15 +422,14 @@ pub fn resolve(layers: &[&Layer]) -> Result<Config, ConfigError> {
         );
     }
     let n = &config.network;
-    for (a, b) in [("http_port", n.http_port), ("https_port", n.https_port), ("api_port", n.api_port)].iter().zip([
-        ("https_port", n.https_port),
-        ("api_port", n.api_port),
-        ("http_port", n.http_port),
-    ]) {
-        if let (PortSetting::Fixed(x), PortSetting::Fixed(y)) = (a.1, b.1)
-            && x == y
-        {
-            combo(&format!("network.{}", a.0), format!("port {x} is also network.{}", b.0), "give each port its own number, or \"auto\"");
+    let ports = [("http_port", n.http_port), ("https_port", n.https_port), ("api_port", n.api_port)];
+    for (i, (a, pa)) in ports.iter().enumerate() {
+        for (b, pb) in &ports[i + 1..] {
+            if let (PortSetting::Fixed(x), PortSetting::Fixed(y)) = (pa, pb)
+                && x == y
+            {
+                combo(&format!("network.{a}"), format!("port {x} is also network.{b}"), "give each port its own number, or \"auto\"");
+            }
         }
     }
     if config.cluster.flavor == Flavor::Existing && config.cluster.servers != 1 {
