@@ -46,12 +46,20 @@ pub struct InstalledCrds {
 /// `Established`, and then retries discovery per group version until every one answers with
 /// its resources: right after `Established` some still answer 404 for a few seconds.
 ///
-/// The two halves are public too: [`downlevel_crd_fixtures`] needs no cluster (it takes ~20 s
-/// with the pure-Python YAML loader), so a test can run it while its control plane starts and
-/// then call [`apply_crds`].
+/// The two halves are public too: [`downlevel_crd_fixtures`] needs no cluster, so
+/// [`control_plane_with_crd_fixtures`] runs it while its control plane starts.
 pub async fn install_crd_fixtures(client: &Client) -> anyhow::Result<InstalledCrds> {
     let crds = downlevel_crd_fixtures().await?;
     apply_crds(client, &crds).await
+}
+
+/// Starts a control plane (without the controller manager) with the shared CRD fixtures
+/// installed, downlevelling them while the control plane starts.
+pub async fn control_plane_with_crd_fixtures() -> anyhow::Result<(crate::ControlPlane, InstalledCrds)> {
+    let (cp, crds) = tokio::join!(crate::ControlPlane::start_without_controller_manager(), downlevel_crd_fixtures());
+    let cp = cp.context("the control plane did not start")?;
+    let installed = apply_crds(&cp.client(), &crds.context("the CRD fixtures did not downlevel")?).await?;
+    Ok((cp, installed))
 }
 
 /// Downlevels the shared CRD fixtures (see [`downlevel_crds`]); needs no cluster.

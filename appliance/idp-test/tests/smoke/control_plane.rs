@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use idp_test::crds::{FIELD_MANAGER, apply_crds, downlevel_crd_fixtures};
+use idp_test::crds::{FIELD_MANAGER, control_plane_with_crd_fixtures};
 use idp_test::poll::{Attempt, poll_until};
 use idp_test::{ControlPlane, Need, require};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -59,16 +59,9 @@ fn custom_resources() -> Vec<Value> {
 #[tokio::test]
 async fn crd_fixtures_are_accepted_and_custom_resources_round_trip() {
     let _testbed = require!(Need::KubeBinaries, Need::SharedFixtures, Need::PythonYaml);
-    // install_crd_fixtures in its two halves, so that the slow downlevelling overlaps the start.
     let start = Instant::now();
-    let (cp, crds) = tokio::join!(ControlPlane::start_without_controller_manager(), downlevel_crd_fixtures());
-    let cp = cp.expect("the control plane starts");
-    let crds = crds.expect("the CRD fixtures downlevel");
-    took("control plane ready and CRDs downlevelled", start);
-
-    let step = Instant::now();
-    let installed = apply_crds(&cp.client(), &crds).await.expect("the downlevelled CRD fixtures install");
-    took(&format!("{} CRDs applied, established and discoverable", installed.names.len()), step);
+    let (cp, installed) = control_plane_with_crd_fixtures().await.expect("a control plane with the CRD fixtures");
+    took(&format!("control plane ready, {} CRDs applied, established and discoverable", installed.names.len()), start);
     assert!(installed.names.len() >= 40, "expected the full fixture set, got {:?}", installed.names);
     for crd in [
         "helmcharts.helm.cattle.io",

@@ -6,8 +6,8 @@ use std::time::Instant;
 use idp_core::catalogue::Catalogue;
 use idp_core::profiles::{self, Inputs};
 use idp_core::render::{self, Vars};
-use idp_test::crds::{apply_crds, downlevel_crd_fixtures};
-use idp_test::{ControlPlane, Need, require};
+use idp_test::crds::control_plane_with_crd_fixtures;
+use idp_test::{Need, require};
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{Scope, pinned_kind};
 use serde_json::Value;
@@ -18,9 +18,7 @@ use crate::support::took;
 async fn every_rendered_object_passes_a_server_side_dry_run() {
     let _testbed = require!(Need::KubeBinaries, Need::SharedFixtures, Need::PythonYaml);
     let start = Instant::now();
-    let (cp, crds) = tokio::join!(ControlPlane::start_without_controller_manager(), downlevel_crd_fixtures());
-    let cp = cp.expect("the control plane starts");
-    apply_crds(&cp.client(), &crds.expect("the CRD fixtures downlevel")).await.expect("the CRD fixtures install");
+    let (cp, _) = control_plane_with_crd_fixtures().await.expect("a control plane with the CRD fixtures");
     took("control plane with CRD fixtures", start);
 
     let catalogue = Catalogue::load().expect("the catalogue loads");
