@@ -176,3 +176,16 @@ fn version_and_completions() {
     assert!(stdout(idp_lab(dir.path()).arg("version")).starts_with("idp-lab "));
     assert!(stdout(idp_lab(dir.path()).args(["completions", "bash"])).contains("idp-lab"));
 }
+
+#[test]
+fn profiles_show_prints_a_config_file_that_resolves_to_the_same_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for profile in ["minimal", "standard", "full", "workshop", "airgap"] {
+        let toml = stdout(idp_lab(dir.path()).args(["profiles", "show", profile]));
+        std::fs::write(dir.path().join("shown.toml"), &toml).expect("write");
+        idp_lab(dir.path()).args(["config", "check", "shown.toml"]).assert().success();
+        let direct = stdout(idp_lab(dir.path()).args(["profiles", "show", profile, "-o", "json"]));
+        let via_file = stdout(idp_lab(dir.path()).args(["--config", "shown.toml", "profiles", "show", profile, "-o", "json"]));
+        assert_eq!(direct, via_file, "{profile}");
+    }
+}

@@ -47,7 +47,7 @@ fn write_waves(rendered: &Rendered, dir: &std::path::Path) -> Result<(), Failure
         let path = dir.join(format!("wave-{:03}.yaml", wave.max(0)));
         std::fs::write(&path, Rendered::to_yaml_stream(components))
             .map_err(|e| Failure::new(IO, format!("failed to write {}: {e}", path.display())))?;
-        println!("{}", path.display());
+        write_stdout(&format!("{}\n", path.display()))?;
     }
     Ok(())
 }
