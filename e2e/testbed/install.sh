@@ -58,6 +58,25 @@ if ping_docker; then
   say "a Docker daemon already answers on $SOCK"
 else
   command -v dockerd >/dev/null || die "dockerd not found although docker.io is installed"
+  # A daemon killed hard (as at the end of a session, before CI) leaves its pid files;
+  # dockerd refuses to start while its pid file names a live process, and the pid may
+  # have been reused by then. Remove pid files that do not name the program they belong to.
+  clear_stale_pid() { # FILE PROGRAM
+    [ -f "$1" ] || return 0
+    local pid comm="" state=""
+    pid=$(cat "$1" 2>/dev/null)
+    if [ -n "$pid" ]; then
+      comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+      state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+    fi
+    # A killed daemon that is not reaped yet is a zombie (state Z): not running either.
+    if [ "$comm" != "$2" ] || [ "$state" = Z ]; then
+      say "removing stale $1 (pid ${pid:-?}: ${comm:-not running}${state:+, state $state})"
+      rm -f "$1"
+    fi
+  }
+  clear_stale_pid /var/run/docker.pid dockerd
+  clear_stale_pid /var/run/docker/containerd/containerd.pid containerd
   say "starting dockerd (log: $TESTBED/dockerd.log)"
   # Detach fully so the daemon outlives this script and its session.
   setsid nohup dockerd >>"$TESTBED/dockerd.log" 2>&1 < /dev/null &
