@@ -277,6 +277,18 @@ fn referenced_images(r: &Rendered) -> Vec<(String, String)> {
 }
 
 #[test]
+fn the_image_walker_finds_both_reference_forms() {
+    // Today's manifests reference no image directly; make sure the check below would see one.
+    let values = "image: ghcr.io/a/b:v1\nsub:\n  image:\n    registry: quay.io\n    repository: c/d\n    tag: v2\n";
+    let object = serde_json::json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"},
+        "spec": {"containers": [{"image": "docker.io/e/f:v3"}], "valuesContent": values}});
+    let synthetic =
+        Rendered { components: vec![render::RenderedComponent { name: "demo".into(), wave: 0, items: vec![Item::Object(object)] }] };
+    let found: Vec<String> = referenced_images(&synthetic).into_iter().map(|(_, i)| i).collect();
+    assert_eq!(found, ["docker.io/e/f:v3", "ghcr.io/a/b:v1", "quay.io/c/d:v2"]);
+}
+
+#[test]
 fn every_referenced_image_is_in_the_image_lists() {
     let (catalogue, _) = config("full");
     let r = rendered("full");
