@@ -4,8 +4,10 @@
 
 pub mod assets;
 pub mod catalogue;
+pub mod cluster;
 pub mod config;
 pub mod diag;
 pub mod profiles;
 pub mod render;
+pub mod settings;
 pub mod yaml;

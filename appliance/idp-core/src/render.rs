@@ -4,6 +4,7 @@
 
 use crate::catalogue::{Catalogue, CatalogueError, Component, Delivery, Route};
 use crate::config::Config;
+use crate::settings::NetworkSettings;
 use crate::yaml;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -14,24 +15,22 @@ pub const COMPONENT_LABEL: &str = "idp-lab.dev/component";
 pub const LAB_LABEL: &str = "idp-lab.dev/lab";
 /// Namespace of the k3s helm-controller's `HelmChart` resources.
 pub const HELMCHART_NAMESPACE: &str = "kube-system";
-/// NodePort of the Gateway's HTTP listener (the node side of the HTTP entry).
-pub const HTTP_NODEPORT: u16 = 30080;
-/// NodePort of the Gateway's HTTPS listener.
-pub const HTTPS_NODEPORT: u16 = 30443;
 
 /// The variables substituted into manifests and values as `${NAME}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vars(BTreeMap<&'static str, String>);
 
 impl Vars {
-    /// The variables of a lab: its name, its DNS suffix and its HTTPS port (for URLs).
-    pub fn new(config: &Config, dns_suffix: &str, https_port: u16) -> Vars {
+    /// The variables of a lab: its name, its DNS suffix, its HTTPS port (for URLs) and
+    /// the Gateway's node ports.
+    pub fn new(config: &Config, network: &NetworkSettings) -> Vars {
         let mut v = BTreeMap::new();
+        let https_port = network.ports.https;
         v.insert("LAB_NAME", config.lab.name.clone());
-        v.insert("DNS_SUFFIX", dns_suffix.to_owned());
+        v.insert("DNS_SUFFIX", network.dns_suffix.clone());
         v.insert("URL_PORT", if https_port == 443 { String::new() } else { format!(":{https_port}") });
-        v.insert("HTTP_NODEPORT", HTTP_NODEPORT.to_string());
-        v.insert("HTTPS_NODEPORT", HTTPS_NODEPORT.to_string());
+        v.insert("HTTP_NODEPORT", network.http_nodeport.to_string());
+        v.insert("HTTPS_NODEPORT", network.https_nodeport.to_string());
         Vars(v)
     }
 

@@ -17,7 +17,8 @@ fn config(profile: &str) -> (Catalogue, Config) {
 
 fn rendered(profile: &str) -> Rendered {
     let (catalogue, config) = config(profile);
-    let vars = Vars::new(&config, "127-0-0-1.nip.io", 443);
+    let settings = idp_core::settings::resolve(&config, &idp_core::settings::Probes::default()).expect("settings");
+    let vars = Vars::new(&config, &settings.network);
     render::render(&config, &catalogue, &vars).expect("renders")
 }
 

@@ -14,9 +14,6 @@ use std::fmt;
 use std::net::IpAddr;
 use validate::Checker;
 
-/// Environment variables under `IDP_LAB_` that are not configuration keys.
-pub const RESERVED_ENV: &[&str] = &["IDP_LAB_HOME", "IDP_LAB_TESTBED", "IDP_LAB_SHARED", "IDP_LAB_SKIP_LOG", "IDP_LAB_TESTNODE_IMAGE"];
-
 /// Where one key's value came from, for precise errors about combinations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetAt {
@@ -111,7 +108,7 @@ where
     let mut vars: Vec<(String, String)> = vars.into_iter().map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned())).collect();
     vars.sort();
     for (var, raw) in vars {
-        if !var.starts_with("IDP_LAB_") || RESERVED_ENV.contains(&var.as_str()) {
+        if !var.starts_with("IDP_LAB_") || schema::is_reserved_env(&var) {
             continue;
         }
         let mut checker = Checker::new(&raw, Origin::Env(var.clone()), components);
@@ -220,6 +217,8 @@ pub struct Cluster {
     pub memory: String,
     /// Node pools, by agent index.
     pub pools: Vec<Pool>,
+    /// Taints of every server, `key=value:Effect`.
+    pub server_taints: Vec<String>,
     /// Extra k3s server arguments.
     pub k3s_args: Vec<String>,
     /// Kubelet arguments.
@@ -294,6 +293,10 @@ pub struct Network {
     pub https_port: PortSetting,
     /// Host API port.
     pub api_port: PortSetting,
+    /// NodePort of the Gateway's HTTP listener.
+    pub http_nodeport: u16,
+    /// NodePort of the Gateway's HTTPS listener.
+    pub https_nodeport: u16,
     /// LAN address (`auto` or an IP).
     pub lan_ip: String,
     /// DNS suffix (`auto` or a name).

@@ -36,6 +36,8 @@ pub enum Kind {
     Duration,
     /// An array of strings.
     List,
+    /// An array of taints, `key=value:Effect` or `key:Effect`.
+    Taints,
     /// An array of node pools: `{ name, labels = { k = "v" }, taints = ["k=v:Effect"] }`.
     Pools,
     /// A table from registry host to an array of mirror endpoint URLs.
@@ -61,6 +63,7 @@ impl Kind {
             Kind::Size => "a size such as \"4g\", \"512m\" or \"0\" (no limit)".into(),
             Kind::Duration => "a duration such as \"300s\", \"5m\", \"1h\" or a number of seconds".into(),
             Kind::List => "an array of strings".into(),
+            Kind::Taints => "an array of taints such as [\"node-role.kubernetes.io/control-plane:NoSchedule\"]".into(),
             Kind::Pools => {
                 "an array of tables { name = \"infra\", labels = { role = \"infra\" }, taints = [\"key=value:NoSchedule\"] }".into()
             }
@@ -84,6 +87,7 @@ impl Kind {
             Kind::Size => "size",
             Kind::Duration => "duration",
             Kind::List => "array of strings",
+            Kind::Taints => "array of taints",
             Kind::Pools => "array of pools",
             Kind::Mirrors => "table",
             Kind::Version => "string",
@@ -177,6 +181,13 @@ pub const KEYS: &[KeySpec] = &[
     },
     KeySpec {
         section: "cluster",
+        key: "server_taints",
+        kind: Kind::Taints,
+        default: "[\"node-role.kubernetes.io/control-plane:NoSchedule\"]",
+        doc: "Taints of every server node (`key=value:Effect`); the default keeps workloads off the control plane, as the original does. `[]` lets servers run workloads.",
+    },
+    KeySpec {
+        section: "cluster",
         key: "k3s_args",
         kind: Kind::List,
         default: "[]",
@@ -223,6 +234,20 @@ pub const KEYS: &[KeySpec] = &[
         kind: Kind::Port,
         default: "\"auto\"",
         doc: "Host port of the Kubernetes API. `auto`: a free port chosen at `up`.",
+    },
+    KeySpec {
+        section: "network",
+        key: "http_nodeport",
+        kind: Kind::Int { min: 30000, max: 32767 },
+        default: "30080",
+        doc: "NodePort of the Gateway's HTTP listener on every node; published on a loopback port of the host for the HTTPS entry.",
+    },
+    KeySpec {
+        section: "network",
+        key: "https_nodeport",
+        kind: Kind::Int { min: 30000, max: 32767 },
+        default: "30443",
+        doc: "NodePort of the Gateway's HTTPS listener on every node; published on a loopback port of the host for the HTTPS entry.",
     },
     KeySpec {
         section: "network",
@@ -303,6 +328,56 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec { section: "timeouts", key: "total", kind: Kind::Duration, default: "\"30m\"", doc: "How long `up` may take as a whole." },
 ];
 
+/// Who reads an environment variable that is not a configuration key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvOwner {
+    /// idp-lab itself.
+    Product,
+    /// The test bed (`e2e/test.sh` and the test harness); idp-lab ignores it.
+    TestBed,
+    /// The real-image suite (`e2e/real/run.sh`); idp-lab ignores it.
+    RealSuite,
+}
+
+/// An `IDP_LAB_*` variable that is not a configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvVar {
+    /// The variable.
+    pub name: &'static str,
+    /// Who reads it.
+    pub owner: EnvOwner,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+/// Every `IDP_LAB_*` variable that is not `IDP_LAB_<SECTION>_<KEY>`: the one registry
+/// the configuration reader skips and `docs/configuration.md` lists.
+pub const ENV_VARS: &[EnvVar] = &[
+    EnvVar { name: "IDP_LAB_HOME", owner: EnvOwner::Product, doc: "Where labs keep their state (default `~/.local/share/idp-lab`)." },
+    EnvVar {
+        name: "IDP_LAB_TESTBED",
+        owner: EnvOwner::TestBed,
+        doc: "The test bed's cache of built binaries (default `~/.cache/idp-lab-testbed`).",
+    },
+    EnvVar {
+        name: "IDP_LAB_SHARED",
+        owner: EnvOwner::TestBed,
+        doc: "The shared fixtures, exported by `e2e/test.sh` from its own location.",
+    },
+    EnvVar { name: "IDP_LAB_SKIP_LOG", owner: EnvOwner::TestBed, doc: "A file collecting one line per skipped test." },
+    EnvVar { name: "IDP_LAB_TESTNODE_IMAGE", owner: EnvOwner::TestBed, doc: "The stand-in node image built once per test run." },
+    EnvVar {
+        name: "IDP_LAB_REAL_K3S_IMAGE",
+        owner: EnvOwner::RealSuite,
+        doc: "The rancher/k3s image the real-image suite runs (default: the pinned one).",
+    },
+];
+
+/// Whether `name` is a registered variable that is not configuration.
+pub fn is_reserved_env(name: &str) -> bool {
+    ENV_VARS.iter().any(|v| v.name == name)
+}
+
 /// Looks up the spec of `section.key` (wildcard sections match any key).
 pub fn lookup(section: &str, key: &str) -> Option<&'static KeySpec> {
     KEYS.iter().find(|k| k.section == section && (k.key == key || k.key == "*"))
@@ -321,9 +396,17 @@ pub fn reference_markdown() -> String {
          `idp-lab.toml` is optional: every key has a built-in default, and a profile (`idp-lab profiles list`) sets a few of them.\n\
          Values are layered, later wins: **built-in defaults ← profile ← `idp-lab.toml` (or `--config FILE`) ← `IDP_LAB_<SECTION>_<KEY>` variables ← flags**.\n\
          `idp-lab profiles show NAME` prints the fully resolved result; `idp-lab config check FILE` validates a file and reports every problem with its line and column.\n\n\
-         Environment variables take TOML values (`8443`, `true`, `[\"a\", \"b\"]`); anything that is not a TOML value is read as a bare string (`auto`, `127.0.0.1`).\n\
-         `IDP_LAB_HOME` (where state lives, default `~/.local/share/idp-lab`) and `IDP_LAB_TESTBED`, `IDP_LAB_SHARED`, `IDP_LAB_SKIP_LOG`, `IDP_LAB_TESTNODE_IMAGE` (test bed) are reserved and are not configuration.\n",
+         Environment variables take TOML values (`8443`, `true`, `[\"a\", \"b\"]`); anything that is not a TOML value is read as a bare string (`auto`, `127.0.0.1`).\n",
     );
+    out.push_str("\n## Other variables\n\nThese `IDP_LAB_*` variables are not configuration keys; idp-lab reads only its own and ignores the rest.\n\n| variable | read by | meaning |\n|---|---|---|\n");
+    for v in ENV_VARS {
+        let owner = match v.owner {
+            EnvOwner::Product => "idp-lab",
+            EnvOwner::TestBed => "the test bed",
+            EnvOwner::RealSuite => "the real-image suite",
+        };
+        out.push_str(&format!("| `{}` | {owner} | {} |\n", v.name, v.doc));
+    }
     for (section, about) in SECTIONS {
         out.push_str(&format!(
             "\n## `[{section}]`\n\n{about}\n\n| key | type | default | environment | meaning |\n|---|---|---|---|---|\n"

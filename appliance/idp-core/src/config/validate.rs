@@ -159,6 +159,7 @@ impl<'a> Checker<'a> {
                             _ => wrong(self, describe(item)),
                         },
                         Kind::List => self.list(path, item),
+                        Kind::Taints => self.taints(path, item),
                         Kind::Pools => self.pools(path, item),
                         Kind::Mirrors => self.mirrors(path, item),
                         _ => wrong(self, describe(item)),
@@ -236,6 +237,25 @@ impl<'a> Checker<'a> {
 
     fn list(&mut self, path: &str, item: &Item) -> Option<Value> {
         self.strings(path, item).map(|v| json!(v))
+    }
+
+    fn taints(&mut self, path: &str, item: &Item) -> Option<Value> {
+        let taints = self.strings(path, item)?;
+        let spans: Vec<Option<Range<usize>>> = item.as_array().map(|a| a.iter().map(toml_edit::Value::span).collect()).unwrap_or_default();
+        let mut ok = true;
+        for (i, t) in taints.iter().enumerate() {
+            if !is_taint(t) {
+                let span = spans.get(i).cloned().flatten().or_else(|| item.span());
+                self.report(
+                    span,
+                    &format!("{path}[{i}]"),
+                    format!("expected a taint \"key=value:Effect\" (Effect: NoSchedule, PreferNoSchedule or NoExecute), found \"{t}\""),
+                    None,
+                );
+                ok = false;
+            }
+        }
+        ok.then(|| json!(taints))
     }
 
     fn pools(&mut self, path: &str, item: &Item) -> Option<Value> {
@@ -499,7 +519,7 @@ pub(crate) fn env_value(checker: &mut Checker<'_>, var: &str, raw: &str, layer: 
         let hint = did_you_mean(var, known.iter().map(String::as_str)).map(|v| format!("did you mean {v}?")).unwrap_or_else(|| {
             format!(
                 "configuration variables are IDP_LAB_<SECTION>_<KEY> (see docs/configuration.md); reserved: {}",
-                super::RESERVED_ENV.join(", ")
+                schema::ENV_VARS.iter().map(|v| v.name).collect::<Vec<_>>().join(", ")
             )
         });
         checker.report(None, &format!("{section}.{key}"), "no such configuration key".into(), Some(hint));

@@ -2,24 +2,16 @@
 
 use crate::cli::{Global, Output, RenderArgs};
 use crate::context::Context;
-use crate::exit::{Failure, INPUT, IO, PORT};
+use crate::exit::{Failure, IO};
 use crate::printer::{Printer, write_stdout};
 use idp_core::render::{self, Rendered, Vars};
-use idp_planes::net;
 
 pub fn run(global: &Global, printer: Printer, args: RenderArgs) -> Result<(), Failure> {
     let ctx = Context::load(global, None)?;
-    let network = &ctx.config.network;
-    let lan = if network.needs_lan_ip() { net::detect_lan_ip() } else { None };
-    if network.needs_lan_ip() && lan.is_none() {
-        return Err(Failure::new(
-            INPUT,
-            "network.lan_ip is \"auto\" but no LAN address was found (no default route); set network.lan_ip or network.dns_suffix",
-        ));
-    }
-    let suffix = network.resolved_dns_suffix(lan);
-    let https = net::pick_port(network.bind_address, network.https_port, 443, 8443).map_err(|e| Failure::new(PORT, e.to_string()))?;
-    let vars = Vars::new(&ctx.config, &suffix, https);
+    // For a lab that exists, the ports its first `up` pinned; else what `up` would pick now.
+    let settings = ctx.settings()?;
+    let (suffix, https) = (settings.network.dns_suffix.clone(), settings.network.ports.https);
+    let vars = Vars::new(&ctx.config, &settings.network);
     let rendered = render::render(&ctx.config, &ctx.catalogue, &vars)?;
     tracing::info!(profile = %ctx.config.lab.profile, dns_suffix = %suffix, https_port = https, objects = rendered.objects().count(), "rendered");
     match &args.out {

@@ -13,12 +13,12 @@ struct Version {
 }
 
 pub fn run(printer: Printer) -> Result<(), Failure> {
-    use idp_planes::state::Record;
+    use idp_state::Record;
     let v = Version {
         version: env!("CARGO_PKG_VERSION"),
         k3s_image: idp_core::config::K3S_IMAGE,
         kind_image: idp_core::config::KIND_IMAGE,
-        state_schema: idp_planes::state::LabRecord::SCHEMA_VERSION,
+        state_schema: idp_state::LabRecord::SCHEMA_VERSION,
     };
     printer.result(
         || {

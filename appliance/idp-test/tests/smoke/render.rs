@@ -30,7 +30,8 @@ async fn every_rendered_object_passes_a_server_side_dry_run() {
     for profile in profiles::names() {
         let inputs = Inputs { profile_flag: Some(&profile), ..Inputs::default() };
         let config = profiles::resolve(&inputs, &catalogue.chart_components()).expect("the profile resolves");
-        let vars = Vars::new(&config, "127-0-0-1.nip.io", 443);
+        let settings = idp_core::settings::resolve(&config, &idp_core::settings::Probes::default()).expect("settings");
+        let vars = Vars::new(&config, &settings.network);
         let rendered = render::render(&config, &catalogue, &vars).expect("renders");
         // Namespaced objects need their namespace to exist, even for a dry run: apply the
         // rendered Namespaces for real first (this cluster is thrown away).

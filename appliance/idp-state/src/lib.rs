@@ -103,6 +103,12 @@ impl StateStore {
         &self.path
     }
 
+    /// The lab's state directory, where files beside the store live (token, kubeconfig,
+    /// logs, the CA).
+    pub fn lab_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(&self.path)
+    }
+
     /// Opens the store for the length of `f`, waiting while another process holds it.
     fn with_db<T>(&self, f: impl FnOnce(&sled::Db) -> Result<T, StateError>) -> Result<T, StateError> {
         let started = Instant::now();
@@ -228,11 +234,30 @@ pub struct LabRecord {
     pub config: serde_json::Value,
     /// The idp-lab version that last wrote it.
     pub written_by: String,
+    /// The host ports chosen at the first `up`, pinned for the lab's life (schema 2).
+    #[serde(default)]
+    pub ports: Option<idp_core::settings::Ports>,
+    /// The cluster plan of the last `up`, to name what a changed configuration changes
+    /// (schema 2).
+    #[serde(default)]
+    pub plan: Option<idp_core::cluster::ClusterPlan>,
 }
 
 impl Record for LabRecord {
     const KIND: &'static str = "lab";
-    const SCHEMA_VERSION: u32 = 1;
+    const SCHEMA_VERSION: u32 = 2;
+}
+
+/// The key of a lab's one [`LabRecord`].
+pub const LAB_RECORD: &str = "current";
+
+/// Every lab under `home` that has a state directory, by name.
+pub fn lab_names(home: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(home.join("labs"))
+        .map(|dir| dir.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 #[cfg(test)]
@@ -240,7 +265,13 @@ mod tests {
     use super::*;
 
     fn record() -> LabRecord {
-        LabRecord { profile: "standard".into(), config: serde_json::json!({"lab": {"name": "demo"}}), written_by: "0.1.0".into() }
+        LabRecord {
+            profile: "standard".into(),
+            config: serde_json::json!({"lab": {"name": "demo"}}),
+            written_by: "0.1.0".into(),
+            ports: None,
+            plan: None,
+        }
     }
 
     #[test]
@@ -269,7 +300,7 @@ mod tests {
         let store = StateStore::for_lab(home.path(), "demo");
         store.put("current", &Future(1)).expect("write");
         let err = store.get::<LabRecord>("current").expect_err("newer schema");
-        assert!(matches!(err, StateError::NewerSchema { found: 99, supported: 1, .. }), "{err}");
+        assert!(matches!(err, StateError::NewerSchema { found: 99, supported: 2, .. }), "{err}");
         assert!(err.to_string().contains("upgrade idp-lab"));
     }
 
@@ -293,6 +324,28 @@ mod tests {
         .join()
         .expect("reader thread")
         .expect("the reader got the store once it was released");
+    }
+
+    #[test]
+    fn reads_schema_1_records_and_lists_labs() {
+        #[derive(Serialize, Deserialize)]
+        struct V1 {
+            profile: String,
+            config: serde_json::Value,
+            written_by: String,
+        }
+        impl Record for V1 {
+            const KIND: &'static str = "lab";
+            const SCHEMA_VERSION: u32 = 1;
+        }
+        let home = tempfile::tempdir().expect("tempdir");
+        let store = StateStore::for_lab(home.path(), "old");
+        store.put(LAB_RECORD, &V1 { profile: "minimal".into(), config: serde_json::json!({}), written_by: "0.1.0".into() }).expect("write");
+        let read = store.get::<LabRecord>(LAB_RECORD).expect("a v1 record reads").expect("present");
+        assert_eq!((read.profile.as_str(), read.ports, read.plan), ("minimal", None, None));
+        StateStore::for_lab(home.path(), "b-lab").put(LAB_RECORD, &record()).expect("write");
+        assert_eq!(lab_names(home.path()), ["b-lab", "old"]);
+        assert!(store.lab_dir().ends_with("labs/old"));
     }
 
     #[test]

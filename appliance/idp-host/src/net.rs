@@ -1,22 +1,7 @@
 //! Host network probes: the LAN address and free ports. Nothing here sends a packet.
 
-use idp_core::config::PortSetting;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-
-/// Errors of the host network probes.
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    /// No free port in the fallback range.
-    #[error("no free port on {bind} from {from} to {to}; free one, or set the port explicitly")]
-    NoFreePort {
-        /// Address probed.
-        bind: IpAddr,
-        /// First port tried.
-        from: u16,
-        /// Last port tried.
-        to: u16,
-    },
-}
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 
 /// The host's LAN address: the IPv4 address of the interface that carries the default
 /// route (read from `/proc/net/route` and the interface list; no traffic is sent).
@@ -49,19 +34,9 @@ pub fn port_is_free(bind: IpAddr, port: u16) -> bool {
     TcpListener::bind(SocketAddr::new(bind, port)).is_ok()
 }
 
-/// Resolves a port setting: a fixed port as is; `auto` as `preferred` when it is free,
-/// else the first free port from `fallback_from` (100 tried).
-pub fn pick_port(bind: IpAddr, setting: PortSetting, preferred: u16, fallback_from: u16) -> Result<u16, NetError> {
-    if let PortSetting::Fixed(p) = setting {
-        return Ok(p);
-    }
-    // An unspecified bind address is probed as such: the port must be free on every interface.
-    let bind = if bind.is_unspecified() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { bind };
-    if port_is_free(bind, preferred) {
-        return Ok(preferred);
-    }
-    let to = fallback_from.saturating_add(99);
-    (fallback_from..=to).find(|&p| port_is_free(bind, p)).ok_or(NetError::NoFreePort { bind, from: fallback_from, to })
+/// The ports among `candidates` that cannot be bound right now.
+pub fn busy_ports(candidates: &[(IpAddr, u16)]) -> BTreeSet<u16> {
+    candidates.iter().filter(|(ip, port)| !port_is_free(*ip, *port)).map(|(_, port)| *port).collect()
 }
 
 #[cfg(test)]
@@ -76,12 +51,11 @@ mod tests {
     }
 
     #[test]
-    fn auto_ports_skip_taken_ones() {
-        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    fn busy_ports_are_the_bound_ones() {
+        let lo = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
         let taken = TcpListener::bind((lo, 0)).expect("bind");
         let port = taken.local_addr().expect("addr").port();
-        let picked = pick_port(lo, PortSetting::Auto, port, port.saturating_add(1).max(1024)).expect("a free port");
-        assert_ne!(picked, port);
-        assert_eq!(pick_port(lo, PortSetting::Fixed(port), 1, 1).expect("fixed"), port, "fixed ports are not probed");
+        let free = TcpListener::bind((lo, 0)).expect("bind").local_addr().expect("addr").port();
+        assert_eq!(busy_ports(&[(lo, port), (lo, free)]), BTreeSet::from([port]));
     }
 }
