@@ -37,12 +37,8 @@ impl ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-        for (size, unit) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
-                return write!(f, "{} {unit}", self.0 / size);
-            }
-        }
         match UNITS.iter().find(|(size, _)| self.0 >= *size) {
+            Some((size, unit)) if self.0 % size == 0 => write!(f, "{} {unit}", self.0 / size),
             Some((size, unit)) => write!(f, "{:.1} {unit}", self.0 as f64 / *size as f64),
             None => write!(f, "{} B", self.0),
         }

@@ -61,6 +61,24 @@ pub enum LogFormat {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create the lab, or bring an existing one back to its configuration.
+    Up(UpArgs),
+    /// Remove a lab: its containers, volumes, network, kubeconfig entries and state.
+    Down(DownArgs),
+    /// Stop a lab's nodes, keeping their data, addresses and ports.
+    Stop(LabArgs),
+    /// Start a stopped lab's nodes and wait for them.
+    Start(StartArgs),
+    /// List every lab.
+    List,
+    /// Show a lab: its nodes, ports and API health.
+    Status(LabArgs),
+    /// Print a lab's kubeconfig.
+    Kubeconfig(LabArgs),
+    /// Print a node's log.
+    Logs(LogsArgs),
+    /// Check that this machine can run a lab, without creating one.
+    Doctor,
     /// List or show the embedded profiles.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
@@ -106,6 +124,91 @@ pub struct RenderArgs {
 pub enum ImagesCommand {
     /// List every image the profile needs, per component.
     List,
+    /// Copy images from the host's Docker, or image tarballs, into every node.
+    Import(ImportArgs),
+}
+
+/// Which lab a command acts on.
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// The lab (default: lab.name of the configuration).
+    #[arg(long, short = 'n', value_name = "LAB")]
+    pub name: Option<String>,
+}
+
+/// `up` options.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The lab.
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// Stop once the cluster is up, before the platform (like `k3d cluster create`).
+    #[arg(long)]
+    pub no_platform: bool,
+    /// Print what would be done, and do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace nodes whose configuration changed (their data is lost).
+    #[arg(long)]
+    pub recreate: bool,
+    /// Make the lab's context the current one in the merged kubeconfig.
+    #[arg(long)]
+    pub switch_context: bool,
+    /// How long the nodes may take (default: timeouts.cluster), e.g. `300s`, `5m`.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+/// `down` options.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// The lab.
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// Also remove the lab's CA (browsers that trust it stop trusting it).
+    #[arg(long)]
+    pub purge: bool,
+    /// Remove every lab.
+    #[arg(long, conflicts_with = "name")]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `start` options.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The lab.
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// How long the nodes may take (default: timeouts.cluster).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+/// `logs` options.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The lab.
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// The node (default: the first server), e.g. `idp-lab-agent-0` or `agent-0`.
+    pub node: Option<String>,
+    /// Keep following the log.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// `images import` options.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The lab.
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// Images in the host's Docker (`nginx:1.25`) or image tarballs (`./app.tar`).
+    #[arg(required = true, value_name = "IMAGE|TARBALL")]
+    pub sources: Vec<String>,
 }
 
 /// `config` subcommands.

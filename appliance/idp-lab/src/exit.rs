@@ -10,16 +10,24 @@ pub const OK: u8 = 0;
 pub const DIFFERENCE: u8 = 1;
 /// Usage or input error: bad flags, an invalid configuration, an unknown profile.
 pub const INPUT: u8 = 2;
-/// Docker is absent or does not answer.
-#[allow(dead_code)]
+/// Docker is absent, does not answer, or refused a request.
 pub const DOCKER: u8 = 3;
 /// A required port is taken.
 pub const PORT: u8 = 4;
 /// The state store is locked, damaged or from a newer idp-lab.
-#[allow(dead_code)]
 pub const STATE: u8 = 5;
 /// Reading or writing a file failed.
 pub const IO: u8 = 6;
+/// A preflight check refused: the engine or the host cannot run the lab as configured.
+pub const PREFLIGHT: u8 = 7;
+/// Something did not become ready in time.
+pub const TIMEOUT: u8 = 8;
+/// The Kubernetes API failed or refused a request.
+pub const KUBE: u8 = 9;
+/// The configuration changed in a way that needs new nodes (`up --recreate`).
+pub const CONFLICT: u8 = 10;
+/// No such lab or node.
+pub const NOT_FOUND: u8 = 11;
 /// A defect of idp-lab itself (for example a broken embedded catalogue).
 pub const INTERNAL: u8 = 70;
 
@@ -29,10 +37,19 @@ pub const ALL: &[(u8, &str, &str)] = &[
     (OK, "OK", "success"),
     (DIFFERENCE, "DIFFERENCE", "a comparison found a difference (diff-like commands only)"),
     (INPUT, "INPUT", "usage or input error: bad flags, an invalid configuration file or variable, an unknown profile"),
-    (DOCKER, "DOCKER", "Docker is absent or does not answer"),
+    (DOCKER, "DOCKER", "Docker is absent, does not answer, or refused a request"),
     (PORT, "PORT", "a required host port is taken"),
     (STATE, "STATE", "the state store is locked, damaged or was written by a newer idp-lab"),
     (IO, "IO", "reading or writing a file failed"),
+    (
+        PREFLIGHT,
+        "PREFLIGHT",
+        "a preflight check refused: the Docker engine or the host cannot run the lab as configured (`idp-lab doctor` says why)",
+    ),
+    (TIMEOUT, "TIMEOUT", "a node or the API did not become ready in time; node logs are saved in the lab's state directory"),
+    (KUBE, "KUBE", "the Kubernetes API failed or refused a request"),
+    (CONFLICT, "CONFLICT", "the configuration changed in a way that needs new nodes; `idp-lab up --recreate` replaces them"),
+    (NOT_FOUND, "NOT_FOUND", "no such lab or node"),
     (INTERNAL, "INTERNAL", "a defect of idp-lab itself; please report it"),
 ];
 

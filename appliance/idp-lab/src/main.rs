@@ -4,8 +4,10 @@ mod cli;
 mod commands;
 mod context;
 mod exit;
+mod lab;
 mod logging;
 mod printer;
+mod progress;
 
 use clap::Parser;
 use std::process::ExitCode;

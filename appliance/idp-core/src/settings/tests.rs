@@ -165,7 +165,8 @@ fn byte_sizes_print_for_people() {
     assert_eq!(ByteSize(4 << 30).to_string(), "4 GiB");
     assert_eq!(ByteSize(512 << 20).to_string(), "512 MiB");
     assert_eq!(ByteSize(3 << 10).to_string(), "3 KiB");
-    assert_eq!(ByteSize((1 << 30) + (1 << 29)).to_string(), "1536 MiB");
+    assert_eq!(ByteSize((1 << 30) + (1 << 29)).to_string(), "1.5 GiB");
+    assert_eq!(ByteSize(24_684_092 << 10).to_string(), "23.5 GiB");
     assert_eq!(ByteSize((1 << 30) + (1 << 29) + 1).to_string(), "1.5 GiB");
     assert_eq!(ByteSize(10).to_string(), "10 B");
     assert_eq!(ByteSize(5000).bytes(), 5000);

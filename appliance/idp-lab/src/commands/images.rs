@@ -1,8 +1,9 @@
 //! `idp-lab images list`.
 
-use crate::cli::{Global, ImagesCommand};
+use crate::cli::{Global, ImagesCommand, ImportArgs};
 use crate::context::Context;
-use crate::exit::Failure;
+use crate::exit::{Failure, NOT_FOUND};
+use crate::lab::{self, Lab, provision_failure};
 use crate::printer::{Printer, table};
 use serde::Serialize;
 
@@ -14,7 +15,43 @@ struct Listed<'a> {
 }
 
 pub fn run(global: &Global, printer: Printer, cmd: ImagesCommand) -> Result<(), Failure> {
-    let ImagesCommand::List = cmd;
+    match cmd {
+        ImagesCommand::List => list(global, printer),
+        ImagesCommand::Import(args) => import(global, printer, args),
+    }
+}
+
+/// Copies images (from the host's Docker) and tarballs into every node's k3s images
+/// directory; k3s imports them from there.
+fn import(global: &Global, printer: Printer, args: ImportArgs) -> Result<(), Failure> {
+    let lab = Lab::load(global, &args.lab)?;
+    let (tarballs, images): (Vec<&String>, Vec<&String>) = args.sources.iter().partition(|s| std::path::Path::new(s).is_file());
+    lab::runtime()?.block_on(async {
+        let engine = lab::engine().await?;
+        let nodes = engine.node_names(&lab.name).await.map_err(provision_failure)?;
+        if nodes.is_empty() {
+            return Err(Failure::new(NOT_FOUND, format!("lab {:?} has no nodes; `idp-lab up --name {}` makes them", lab.name, lab.name)));
+        }
+        let images: Vec<String> = images.into_iter().cloned().collect();
+        let tarballs: Vec<std::path::PathBuf> = tarballs.into_iter().map(std::path::PathBuf::from).collect();
+        let files = engine.import_images(&nodes, &images, &tarballs).await.map_err(provision_failure)?;
+        printer.result(
+            || {
+                format!(
+                    "Imported {} into {} nodes ({}): {}
+",
+                    args.sources.join(", "),
+                    nodes.len(),
+                    idp_core::cluster::IMAGES_DIR,
+                    files.join(", ")
+                )
+            },
+            &serde_json::json!({ "lab": lab.name, "nodes": nodes, "files": files, "directory": idp_core::cluster::IMAGES_DIR }),
+        )
+    })
+}
+
+fn list(global: &Global, printer: Printer) -> Result<(), Failure> {
     let ctx = Context::load(global, None)?;
     let listed: Vec<Listed<'_>> = ctx
         .catalogue

@@ -1,9 +1,18 @@
 //! One module per command; each returns a [`Failure`] with its exit code on error.
 
 mod config;
+mod doctor;
+mod down;
 mod images;
+mod kubeconfig;
+mod list;
+mod logs;
 mod profiles;
 mod render;
+mod start;
+mod status;
+mod stop;
+mod up;
 mod version;
 
 use crate::cli::{Cli, Command};
@@ -14,6 +23,15 @@ use crate::printer::Printer;
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let printer = Printer { output: cli.global.output };
     match cli.command {
+        Command::Up(args) => up::run(&cli.global, printer, args),
+        Command::Down(args) => down::run(&cli.global, printer, args),
+        Command::Stop(args) => stop::run(&cli.global, printer, args),
+        Command::Start(args) => start::run(&cli.global, printer, args),
+        Command::List => list::run(&cli.global, printer),
+        Command::Status(args) => status::run(&cli.global, printer, args),
+        Command::Kubeconfig(args) => kubeconfig::run(&cli.global, printer, args),
+        Command::Logs(args) => logs::run(&cli.global, printer, args),
+        Command::Doctor => doctor::run(&cli.global, printer),
         Command::Profiles(cmd) => profiles::run(&cli.global, printer, cmd),
         Command::Render(args) => render::run(&cli.global, printer, args),
         Command::Images(cmd) => images::run(&cli.global, printer, cmd),

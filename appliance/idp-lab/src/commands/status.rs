@@ -1,0 +1,186 @@
+//! `idp-lab status`: the lab, its nodes (role, address, state, image), its ports and
+//! the API's health, as text or one JSON document (its shape: `docs/status.md`). Later
+//! planes add their sections to the same document.
+
+use crate::cli::{Global, LabArgs};
+use crate::exit::Failure;
+use crate::lab::{self, Lab, provision_failure};
+use crate::printer::{Printer, table};
+use idp_core::cluster::{KubeNode, Subnet};
+use idp_core::settings::Ports;
+use serde::Serialize;
+use std::time::Duration;
+
+/// The `status -o json` document.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    lab: String,
+    profile: Option<String>,
+    state: &'static str,
+    network: Option<Network>,
+    ports: Option<Ports>,
+    api: Api,
+    nodes: Vec<NodeStatus>,
+    kubeconfig: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Network {
+    name: String,
+    subnet: Subnet,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Api {
+    url: Option<String>,
+    healthy: bool,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeStatus {
+    name: String,
+    role: String,
+    ip: Option<String>,
+    state: String,
+    image: Option<String>,
+    started_at: Option<String>,
+    registered: bool,
+    ready: bool,
+    not_ready_because: Option<String>,
+}
+
+pub fn run(global: &Global, printer: Printer, args: LabArgs) -> Result<(), Failure> {
+    let lab = Lab::load(global, &args)?;
+    let status = lab::runtime()?.block_on(status(&lab))?;
+    printer.result(|| text(&status), &status)
+}
+
+async fn status(lab: &Lab) -> Result<Status, Failure> {
+    let engine = lab::engine().await?;
+    let containers = engine.nodes_of(&lab.name).await.map_err(provision_failure)?;
+    let plan = lab.record.as_ref().and_then(|r| r.plan.as_ref());
+    let kubeconfig_path = lab::kubeconfig_path(&lab.dir());
+    let kubeconfig = std::fs::read_to_string(&kubeconfig_path).ok();
+    let api_url = lab.record.as_ref().and_then(|r| r.ports.as_ref()).map(|p| {
+        let connect = lab.ctx.config.network.bind_address;
+        let connect = if connect.is_unspecified() { std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST) } else { connect };
+        format!("https://{connect}:{}", p.api)
+    });
+    let running = containers.iter().any(|c| c.running);
+    let (api, kube_nodes) = match (&kubeconfig, running) {
+        (Some(text), true) => match api_health(text).await {
+            Ok(nodes) => (Api { url: api_url, healthy: true, error: None }, nodes),
+            Err(e) => (Api { url: api_url, healthy: false, error: Some(e) }, Vec::new()),
+        },
+        (None, true) => (
+            Api { url: api_url, healthy: false, error: Some("no kubeconfig in the lab's state; `idp-lab up` writes it".into()) },
+            Vec::new(),
+        ),
+        (_, false) => (Api { url: api_url, healthy: false, error: Some("no node runs".into()) }, Vec::new()),
+    };
+    let mut names: Vec<String> = plan.map(|p| p.nodes.iter().map(|n| n.name.clone()).collect()).unwrap_or_default();
+    for c in &containers {
+        if !names.contains(&c.name) {
+            names.push(c.name.clone());
+        }
+    }
+    let nodes = names
+        .iter()
+        .map(|name| {
+            let container = containers.iter().find(|c| &c.name == name);
+            let spec = plan.and_then(|p| p.node(name));
+            let kube = kube_nodes.iter().find(|k| &k.name == name);
+            NodeStatus {
+                name: name.clone(),
+                role: spec
+                    .map(|s| s.role.as_str().to_owned())
+                    .unwrap_or_else(|| if name.contains("-server-") { "server".into() } else { "agent".into() }),
+                ip: container.and_then(|c| c.ip).or(spec.map(|s| s.ip)).map(|ip| ip.to_string()),
+                state: container.map(|c| c.state.clone()).unwrap_or_else(|| "missing".into()),
+                image: container.map(|c| c.image.clone()).or(spec.map(|s| s.image.clone())),
+                started_at: container.and_then(|c| c.started_at.clone()),
+                registered: kube.is_some(),
+                ready: kube.is_some_and(|k| k.ready),
+                not_ready_because: kube.and_then(|k| k.not_ready_because.clone()),
+            }
+        })
+        .collect::<Vec<_>>();
+    let state = match (plan.is_some() || !containers.is_empty(), running, nodes.iter().all(|n| n.state == "running")) {
+        (false, _, _) => "absent",
+        (true, false, _) => "stopped",
+        (true, true, true) => "running",
+        (true, true, false) => "degraded",
+    };
+    Ok(Status {
+        lab: lab.name.clone(),
+        profile: lab.record.as_ref().map(|r| r.profile.clone()),
+        state,
+        network: plan.map(|p| Network { name: p.network.name.clone(), subnet: p.network.subnet }),
+        ports: lab.record.as_ref().and_then(|r| r.ports.clone()),
+        api,
+        nodes,
+        kubeconfig: kubeconfig.is_some().then(|| kubeconfig_path.display().to_string()),
+    })
+}
+
+async fn api_health(kubeconfig: &str) -> Result<Vec<KubeNode>, String> {
+    let check = async {
+        let cluster = idp_kube::Cluster::from_kubeconfig(kubeconfig, None).await.map_err(|e| e.to_string())?;
+        cluster.readyz().await.map_err(|e| e.to_string())?;
+        cluster.nodes().await.map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(5), check).await.unwrap_or_else(|_| Err("the API did not answer within 5s".into()))
+}
+
+fn text(s: &Status) -> String {
+    let mut out = format!("Lab \"{}\": {}", s.lab, s.state);
+    if let Some(p) = &s.profile {
+        out.push_str(&format!(" (profile {p})"));
+    }
+    out.push('\n');
+    if s.state == "absent" {
+        out.push_str(&format!("  `idp-lab up --name {}` makes it.\n", s.lab));
+        return out;
+    }
+    if let Some(n) = &s.network {
+        out.push_str(&format!("  network {} ({})\n", n.name, n.subnet));
+    }
+    match (&s.api.url, s.api.healthy, &s.api.error) {
+        (Some(url), true, _) => out.push_str(&format!("  API {url}: healthy\n")),
+        (Some(url), false, Some(e)) => out.push_str(&format!("  API {url}: not answering ({e})\n")),
+        _ => {}
+    }
+    if let Some(p) = &s.ports {
+        let gateway: Vec<String> = p.gateway.iter().map(|g| format!("{} http {} https {}", g.node, g.http, g.https)).collect();
+        out.push_str(&format!("  ports: http {}, https {}, api {}; gateway (loopback): {}\n", p.http, p.https, p.api, gateway.join("; ")));
+    }
+    let rows: Vec<Vec<String>> = s
+        .nodes
+        .iter()
+        .map(|n| {
+            let kube = match (n.registered, n.ready) {
+                (true, true) => "Ready".to_owned(),
+                (true, false) => "NotReady".to_owned(),
+                (false, _) => "-".to_owned(),
+            };
+            vec![
+                n.name.clone(),
+                n.role.clone(),
+                n.ip.clone().unwrap_or_default(),
+                n.state.clone(),
+                kube,
+                n.image.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["NODE", "ROLE", "IP", "STATE", "KUBERNETES", "IMAGE"], &rows));
+    if let Some(k) = &s.kubeconfig {
+        out.push_str(&format!("  kubeconfig: {k}\n"));
+    }
+    out
+}

@@ -1,0 +1,331 @@
+//! `idp-lab up`: make the lab's cluster, or bring an existing lab back to its
+//! configuration: a pure plan from the settings and what Docker shows, then the
+//! provisioning plane carries it out, then the API confirms the nodes.
+
+use crate::cli::{Global, UpArgs};
+use crate::exit::{CONFLICT, Failure, INPUT, PORT, PREFLIGHT, TIMEOUT};
+use crate::lab::{self, Lab, kube_failure, provision_failure};
+use crate::printer::Printer;
+use crate::progress::Steps;
+use idp_core::cluster::{self, Action, ClusterPlan, KubeNode};
+use idp_core::config::{Flavor, Security};
+use idp_core::settings::{self, Settings};
+use idp_provision::{Engine, HostInputs, Progress, Provider as _, ProvisionError};
+use idp_state::LabRecord;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// How often a port Docker found taken is replaced before `up` gives up.
+const PORT_RETRIES: usize = 3;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UpResult<'a> {
+    lab: &'a str,
+    dry_run: bool,
+    actions: &'a [Action],
+    api: String,
+    kubeconfig: Option<String>,
+    nodes: Vec<KubeNode>,
+    seconds: f64,
+}
+
+pub fn run(global: &Global, printer: Printer, args: UpArgs) -> Result<(), Failure> {
+    let mut lab = Lab::load(global, &args.lab)?;
+    match lab.ctx.config.cluster.flavor {
+        Flavor::K3s => {}
+        Flavor::Kind => {
+            return Err(Failure::new(
+                INPUT,
+                "cluster.flavor = \"kind\" is not available yet: kind-style nodes come with their own work; use \"k3s\"",
+            ));
+        }
+        Flavor::Existing => {
+            return Err(Failure::new(
+                INPUT,
+                "cluster.flavor = \"existing\" is not available yet: installing onto an existing cluster comes with the platform; use \"k3s\"",
+            ));
+        }
+    }
+    if !args.no_platform {
+        return Err(Failure::new(
+            INPUT,
+            "the platform is not in this build yet: only `idp-lab up --no-platform` (the cluster alone, like `k3d cluster create`) is available",
+        ));
+    }
+    let timeout = lab::timeout(args.timeout.as_deref(), std::time::Duration::from_secs(lab.ctx.config.timeouts.cluster))?;
+    let settings = lab.ctx.settings()?;
+    lab::runtime()?.block_on(up(&mut lab, settings, &args, timeout, global, printer))
+}
+
+async fn up(
+    lab: &mut Lab,
+    mut settings: Settings,
+    args: &UpArgs,
+    timeout: std::time::Duration,
+    global: &Global,
+    printer: Printer,
+) -> Result<(), Failure> {
+    let began = Instant::now();
+    let mut steps = Steps::new(global.quiet || printer.output != crate::cli::Output::Text);
+    steps.note(&format!(
+        "idp-lab {} · lab \"{}\" · profile {} · {}",
+        env!("CARGO_PKG_VERSION"),
+        lab.name,
+        settings.profile,
+        settings.cluster.image
+    ));
+
+    // Preflight: Docker, the image, the privileges, the subnet.
+    steps.start("preflight");
+    let engine = lab::engine().await?;
+    let info = engine.info().await.map_err(provision_failure)?;
+    let image = settings.cluster.image.to_string();
+    engine.ensure_image(&image, settings.registry.offline).await.map_err(provision_failure)?;
+    let subnet = match lab.record.as_ref().and_then(|r| r.plan.as_ref()) {
+        Some(previous) => previous.network.subnet,
+        None => {
+            let taken = engine.subnets_in_use().await.map_err(provision_failure)?;
+            cluster::choose_subnet(&idp_host::net::routes(), &taken).ok_or_else(|| {
+                Failure::new(
+                    PREFLIGHT,
+                    "no free /24 in 172.30.0.0/15 for the lab network: every one overlaps a host route or another Docker network",
+                )
+            })?
+        }
+    };
+    let mut plan = cluster::cluster_plan(&settings, subnet, info.bridge_mtu);
+    let observed = engine.inspect(&plan).await.map_err(provision_failure)?;
+    let previous = lab.record.as_ref().and_then(|r| r.plan.clone());
+    let actions = cluster::plan(&plan, &observed, previous.as_ref(), args.recreate).map_err(|e| {
+        Failure::new(
+            CONFLICT,
+            "the configuration changed in a way that needs new nodes; `idp-lab up --recreate` replaces them (their data is lost)",
+        )
+        .with_details(e.to_string())
+    })?;
+    let changing: Vec<&Action> = actions.iter().filter(|a| a.changes()).collect();
+    if !args.dry_run && changing.iter().any(|a| matches!(a, Action::Create { .. } | Action::Recreate { .. } | Action::Start { .. })) {
+        let probe = engine.probe_privileges(&image, settings.cluster.security, &lab.name).await.map_err(provision_failure)?;
+        if !probe.allowed {
+            let mode = match settings.cluster.security {
+                Security::Privileged => "privileged".to_owned(),
+                Security::Capabilities => "with the capability list of cluster.security = \"capabilities\"".to_owned(),
+            };
+            steps.failed("preflight");
+            return Err(provision_failure(ProvisionError::PrivilegesRefused { mode, message: probe.message.unwrap_or_default() }));
+        }
+    }
+    // Every host port of a node that will start must be free now, before anything is made.
+    let starting: BTreeSet<&str> = changing.iter().map(|a| a.target()).collect();
+    let wanted: Vec<(IpAddr, u16)> = plan
+        .nodes
+        .iter()
+        .filter(|n| starting.contains(n.name.as_str()))
+        .flat_map(|n| n.ports.iter().map(|p| (p.host_ip, p.host_port)))
+        .collect();
+    let mut reservation = if args.dry_run {
+        None
+    } else {
+        Some(idp_host::ports::reserve(&wanted).map_err(|e| {
+            steps.failed("preflight");
+            Failure::new(PORT, e.to_string())
+        })?)
+    };
+    let ports = if wanted.is_empty() {
+        "no port to publish".to_owned()
+    } else {
+        format!("ports {} free", wanted.iter().map(|(_, p)| p.to_string()).collect::<Vec<_>>().join(" "))
+    };
+    steps.done(&format!(
+        "preflight: docker {} (API {}), {} CPU, subnet {subnet}, {ports}",
+        info.version,
+        info.api_version,
+        info.cpus.unwrap_or(0)
+    ));
+
+    if args.dry_run {
+        return print_plan(printer, &lab.name, &actions, &plan, began);
+    }
+
+    // Remember the ports and the plan before anything is created: a failed `up` continues
+    // from here, and `down` knows what to remove.
+    let save = |lab: &mut Lab, settings: &Settings, plan: &ClusterPlan| {
+        lab.save(LabRecord {
+            profile: settings.profile.clone(),
+            config: serde_json::to_value(&lab.ctx.config).unwrap_or_default(),
+            written_by: env!("CARGO_PKG_VERSION").to_owned(),
+            ports: Some(settings.network.ports.clone()),
+            plan: Some(plan.clone()),
+        })
+    };
+    save(lab, &settings, &plan)?;
+    let host = HostInputs {
+        token: lab::token(&lab.dir())?,
+        nameservers: idp_host::net::nameservers(),
+        proxy_env: idp_host::facts::proxy_env(),
+        state_dir: lab.dir(),
+    };
+
+    if !changing.is_empty() {
+        steps.start("nodes");
+        let mut actions = actions.clone();
+        let mut busy = BTreeSet::new();
+        let reserved = BTreeSet::new();
+        let mut attempt = 0;
+        loop {
+            let mut lines = Vec::new();
+            let result = {
+                let res = &mut reservation;
+                let mut release = |ports: &[u16]| {
+                    if let Some(r) = res.as_mut() {
+                        for p in ports {
+                            r.release(*p);
+                        }
+                    }
+                };
+                let mut progress = |p: Progress| lines.push(p);
+                engine.create(&plan, &actions, &host, timeout, &mut release, &mut progress).await
+            };
+            for line in &lines {
+                if let Progress::NodeReady { node, after } = line {
+                    steps.detail(&format!("{node} ready after {}", crate::progress::seconds(*after)));
+                }
+            }
+            match result {
+                Ok(()) => break,
+                Err(ProvisionError::PortAllocated { node, port })
+                    if attempt < PORT_RETRIES
+                        && settings::replace_taken_port(&lab.ctx.config, &mut settings.network.ports, port, &mut busy, &reserved) =>
+                {
+                    attempt += 1;
+                    steps.detail(&format!("port {port} of {node} was taken meanwhile; chose another"));
+                    plan = cluster::cluster_plan(&settings, subnet, info.bridge_mtu);
+                    save(lab, &settings, &plan)?;
+                    let observed = engine.inspect(&plan).await.map_err(provision_failure)?;
+                    actions = cluster::plan(&plan, &observed, None, true).map_err(|e| Failure::new(CONFLICT, e.to_string()))?;
+                }
+                Err(e) => {
+                    steps.failed("nodes");
+                    return Err(failed(&engine, &plan, lab, provision_failure(e)).await);
+                }
+            }
+        }
+        let summary: Vec<String> = plan
+            .nodes
+            .iter()
+            .map(|n| match n.node_labels.get("role") {
+                Some(role) => format!("{} (role={role})", n.name),
+                None => n.name.clone(),
+            })
+            .collect();
+        steps.done(&format!("nodes: {}", summary.join(", ")));
+    } else {
+        steps.done("nodes: all running and unchanged");
+    }
+    drop(reservation);
+
+    // The kubeconfig, then the API's word on the nodes.
+    steps.start("API");
+    let api = format!("https://{}:{}", settings.network.connect_address, settings.network.ports.api);
+    let raw = engine.kubeconfig(&plan).await.map_err(provision_failure)?;
+    let kubeconfig = idp_kube::kubeconfig::lab_kubeconfig(&raw, &lab.name, &api).map_err(kube_failure)?;
+    lab::write_private(&lab::kubeconfig_path(&lab.dir()), kubeconfig.as_bytes())?;
+    let merged = idp_kube::kubeconfig::default_path();
+    if let Some(path) = &merged {
+        idp_kube::kubeconfig::merge(path, &kubeconfig, &lab.name, args.switch_context).map_err(kube_failure)?;
+    }
+    let nodes =
+        match wait_for_nodes(&kubeconfig, &plan, timeout.saturating_sub(began.elapsed()).max(std::time::Duration::from_secs(30))).await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                steps.failed("API");
+                return Err(failed(&engine, &plan, lab, e).await);
+            }
+        };
+    let waiting = nodes.iter().filter(|n| !n.ready).count();
+    steps.done(&format!("API ready at {api}, {} nodes registered", nodes.len()));
+    if waiting > 0 {
+        steps.detail(&format!("{waiting} of {} nodes wait for a CNI (NotReady until the platform's Cilium runs)", nodes.len()));
+    }
+    let result = UpResult {
+        lab: &lab.name,
+        dry_run: false,
+        actions: &actions,
+        api: api.clone(),
+        kubeconfig: merged.as_ref().map(|p| p.display().to_string()),
+        nodes,
+        seconds: began.elapsed().as_secs_f64(),
+    };
+    printer.result(
+        || {
+            let context = format!("idp-lab-{}", lab.name);
+            let mut out =
+                format!("Lab \"{}\" is up in {} (cluster only: --no-platform).\n", lab.name, crate::progress::seconds(began.elapsed()));
+            out.push_str(&format!("  API:        {api}\n"));
+            match &result.kubeconfig {
+                Some(path) => out.push_str(&format!(
+                    "  Kubeconfig: context {context} in {path}{}\n",
+                    if args.switch_context { " (current)" } else { "" }
+                )),
+                None => out.push_str(&format!("  Kubeconfig: {}\n", lab::kubeconfig_path(&lab.dir()).display())),
+            }
+            out.push_str(&format!(
+                "  Status: idp-lab status --name {}      Stop: idp-lab stop --name {}      Remove: idp-lab down --name {}\n",
+                lab.name, lab.name, lab.name
+            ));
+            out
+        },
+        &result,
+    )
+}
+
+/// Waits until the API lists every node of the plan with its labels and taints.
+async fn wait_for_nodes(kubeconfig: &str, plan: &ClusterPlan, timeout: std::time::Duration) -> Result<Vec<KubeNode>, Failure> {
+    let cluster = idp_kube::Cluster::from_kubeconfig(kubeconfig, None).await.map_err(kube_failure)?;
+    cluster.wait_for_nodes(&plan.nodes, timeout).await.map_err(|e| Failure::new(TIMEOUT, e.to_string()))
+}
+
+/// A failed `up`: the node logs are saved, and the failure says how to go on.
+async fn failed(engine: &Engine, plan: &ClusterPlan, lab: &Lab, failure: Failure) -> Failure {
+    let logs = lab::save_logs(engine, plan, &lab.dir()).await;
+    let mut details = failure.details.clone().unwrap_or_default();
+    if let Some(dir) = logs {
+        if !details.is_empty() {
+            details.push('\n');
+        }
+        details.push_str(&format!("  Node logs were saved to {}/", dir.display()));
+    }
+    let message = format!(
+        "{}\n  run `idp-lab up --name {}` again to continue from here, or `idp-lab down --name {}` to remove what was made",
+        failure.message, lab.name, lab.name
+    );
+    let failure = Failure::new(failure.code, message);
+    if details.is_empty() { failure } else { failure.with_details(details) }
+}
+
+fn print_plan(printer: Printer, lab: &str, actions: &[Action], plan: &ClusterPlan, began: Instant) -> Result<(), Failure> {
+    let result = UpResult {
+        lab,
+        dry_run: true,
+        actions,
+        api: String::new(),
+        kubeconfig: None,
+        nodes: Vec::new(),
+        seconds: began.elapsed().as_secs_f64(),
+    };
+    let _ = plan;
+    printer.result(
+        || {
+            let rows: Vec<Vec<String>> =
+                actions.iter().map(|a| vec![a.verb().to_owned(), a.target().to_owned(), a.reason().to_owned()]).collect();
+            format!(
+                "Plan for lab \"{lab}\" (--dry-run: nothing was changed):\n{}",
+                crate::printer::table(&["ACTION", "TARGET", "WHY"], &rows)
+            )
+        },
+        &result,
+    )
+}
