@@ -118,11 +118,31 @@ pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// `MemTotal` in KiB.
+/// Where the memory a node reports comes from: the `/proc/meminfo` the
+/// container sees. k3d (and idp-lab) cap a node's memory by bind-mounting
+/// a file with a smaller `MemTotal` read-only over it, and the kubelet's
+/// cAdvisor reports exactly that number, so the stand-in reads it too (not
+/// sysinfo(2), not the cgroup limit).
+pub const MEMINFO: &str = "/proc/meminfo";
+
+/// `MemTotal` of [`MEMINFO`] in KiB (0 when unreadable).
 pub fn memory_kib() -> u64 {
-    read_trimmed("/proc/meminfo")
-        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
-        .unwrap_or(0)
+    std::fs::read_to_string(MEMINFO).ok().and_then(|text| parse_meminfo_total_kib(&text)).unwrap_or(0)
+}
+
+/// The `MemTotal:` line of a meminfo text in KiB (`MemTotal:  2048000 kB`).
+/// A value without unit is taken as KiB; other units are converted.
+pub fn parse_meminfo_total_kib(text: &str) -> Option<u64> {
+    let rest = text.lines().find_map(|l| l.trim_start().strip_prefix("MemTotal:"))?;
+    let mut words = rest.split_whitespace();
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("kb" | "kib") => Some(value),
+        Some("b") => Some(value / 1024),
+        Some("mb" | "mib") => value.checked_mul(1024),
+        Some("gb" | "gib") => value.checked_mul(1024 * 1024),
+        Some(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +153,22 @@ mod tests {
     fn fib_trie_local_addresses() {
         let text = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n     +-- 127.0.0.0/8 2 0 2\n           |-- 127.0.0.1\n              /32 host LOCAL\n     |-- 172.18.0.2\n        /32 host LOCAL\n     |-- 172.18.255.255\n        /32 link BROADCAST\nLocal:\n     |-- 172.18.0.2\n        /32 host LOCAL\n";
         assert_eq!(parse_fib_trie(text), [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(172, 18, 0, 2)]);
+    }
+
+    #[test]
+    fn meminfo_total() {
+        let real = "MemTotal:       16314128 kB\nMemFree:         1234567 kB\nMemAvailable:    9876543 kB\n";
+        assert_eq!(parse_meminfo_total_kib(real), Some(16_314_128));
+        // What k3d writes for `--agents-memory 2g`: MemTotal first, MemFree and MemAvailable equal.
+        let capped = "MemTotal: 2097152 kB\nMemFree: 2097152 kB\nMemAvailable: 2097152 kB\n";
+        assert_eq!(parse_meminfo_total_kib(capped), Some(2_097_152));
+        // MemTotal need not come first; only MemTotal counts.
+        assert_eq!(parse_meminfo_total_kib("MemFree: 10 kB\nMemTotal: 20 kB\n"), Some(20));
+        assert_eq!(parse_meminfo_total_kib("MemTotal: 3 MB\n"), Some(3072));
+        assert_eq!(parse_meminfo_total_kib("MemTotal: 4096\n"), Some(4096));
+        assert_eq!(parse_meminfo_total_kib("MemFree: 10 kB\n"), None);
+        assert_eq!(parse_meminfo_total_kib("MemTotal: lots kB\n"), None);
+        assert_eq!(parse_meminfo_total_kib(""), None);
     }
 
     #[test]
