@@ -2,18 +2,19 @@
 //! `/etc/rancher/k3s/config.yaml` and the `K3S_*` environment the way k3s
 //! merges them, and resolved into the [`Settings`] the stand-in acts on.
 //!
-//! Like k3s (urfave/cli), flags may be written `--flag=value`, `--flag value`
-//! or with a single dash; unknown flags are accepted and recorded, because
-//! callers pass many flags that only matter to a real k3s. Config-file keys
-//! become flags placed *before* the command line, so for single-valued flags
-//! the command line wins and repeatable flags accumulate.
+//! Parsing is strict and lives in [`crate::flags`]: unknown flags and
+//! server-only flags on an agent are refused as k3s refuses them. Config-file
+//! keys become flags placed *before* the command line, so for single-valued
+//! flags the command line wins and repeatable flags accumulate.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::config::ConfigFiles;
+pub use crate::flags::Flags;
+use crate::flags::{self, Command};
 use crate::node::{self, Taint};
 
 /// Which k3s subcommand runs.
@@ -26,135 +27,53 @@ pub enum Role {
     Agent,
 }
 
-/// Flags that never take a separate value (`--cluster-init other` must not
-/// swallow `other`).
-const BOOL_FLAGS: &[&str] = &[
-    "cluster-init",
-    "cluster-reset",
-    "debug",
-    "disable-agent",
-    "disable-apiserver",
-    "disable-cloud-controller",
-    "disable-controller-manager",
-    "disable-default-registry-endpoint",
-    "disable-etcd",
-    "disable-helm-controller",
-    "disable-kube-proxy",
-    "disable-network-policy",
-    "disable-scheduler",
-    "docker",
-    "embedded-registry",
-    "enable-pprof",
-    "etcd-disable-snapshots",
-    "etcd-expose-metrics",
-    "etcd-s3",
-    "flannel-external-ip",
-    "flannel-ipv6-masq",
-    "prefer-bundled-bin",
-    "protect-kernel-defaults",
-    "rootless",
-    "secrets-encryption",
-    "selinux",
-    "supervisor-metrics",
-    "with-node-id",
-];
-
-/// Flags whose values may list several items separated by commas
-/// (urfave/cli string slices split them).
-const COMMA_LISTS: &[&str] = &["tls-san", "disable", "node-label", "node-taint"];
-
-/// Single-letter aliases k3s defines.
-fn canonical(name: &str) -> &str {
-    match name {
-        "t" => "token",
-        "s" => "server",
-        "c" => "config",
-        "o" => "write-kubeconfig",
-        "d" => "data-dir",
-        other => other,
+impl Role {
+    /// The parser's view of the subcommand.
+    pub fn command(self) -> Command {
+        match self {
+            Role::Server => Command::Server,
+            Role::Agent => Command::Agent,
+        }
     }
 }
 
-/// Parsed flags in the order given; boolean flags carry the value `"true"`.
-#[derive(Clone, Debug, Default)]
-pub struct Flags {
-    entries: Vec<(String, String)>,
-    positionals: Vec<String>,
+/// Flags whose values may list several items separated by commas. The
+/// parser keeps each value whole (urfave/cli's `DisableSliceFlagSeparator`);
+/// k3s splits these itself later (or hands them joined to the kubelet).
+const COMMA_LISTS: &[&str] = &["tls-san", "disable", "node-label", "node-taint", "node-ip", "node-external-ip", "service-cidr"];
+
+/// Every value of a repeatable flag, comma lists split, empties dropped.
+fn list(flags: &Flags, name: &str) -> Vec<String> {
+    let split = COMMA_LISTS.contains(&name);
+    flags
+        .values(name)
+        .into_iter()
+        .flat_map(|v| if split { v.split(',').map(|s| s.trim().to_string()).collect() } else { vec![v] })
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
-impl Flags {
-    /// Parses `args` (everything after the subcommand). Never fails: anything
-    /// that is not a flag is kept as a positional argument.
-    pub fn parse(args: &[String]) -> Flags {
-        let mut flags = Flags::default();
-        let mut i = 0;
-        while i < args.len() {
-            let arg = &args[i];
-            i += 1;
-            if arg == "--" {
-                flags.positionals.extend(args[i..].iter().cloned());
-                break;
-            }
-            let stripped = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')).filter(|s| !s.is_empty());
-            let Some(stripped) = stripped else {
-                flags.positionals.push(arg.clone());
-                continue;
-            };
-            let (name, inline) = match stripped.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (stripped, None),
-            };
-            let name = canonical(name).to_string();
-            let value = match inline {
-                Some(v) => v,
-                None if BOOL_FLAGS.contains(&name.as_str()) => "true".to_string(),
-                None => match args.get(i) {
-                    Some(next) if !next.starts_with('-') => {
-                        i += 1;
-                        next.clone()
-                    }
-                    _ => "true".to_string(),
-                },
-            };
-            flags.entries.push((name, value));
-        }
-        flags
-    }
+/// Flannel backends k3s v1.33 knows (`none` means: bring your own CNI).
+const FLANNEL_BACKENDS: &[&str] = &["none", "vxlan", "host-gw", "wireguard-native"];
 
-    /// The last value of a single-valued flag.
-    pub fn last(&self, name: &str) -> Option<&str> {
-        self.entries.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
+/// The inner k3s binary's view of the config files: their keys become
+/// `--key=value` arguments placed before the command line's. With
+/// `strip_unknown` (a `k3s server` whose second argv word is `server`) keys
+/// that are not server flags are dropped and returned, each to be warned
+/// about with [`unknown_key_warning`]; an agent drops nothing, so an
+/// unknown or server-only key fails the parse like a command-line flag.
+/// Returns the dropped keys and the effective arguments.
+pub fn merge_config(config: &mut ConfigFiles, strip_unknown: bool, args: &[String]) -> (Vec<String>, Vec<String>) {
+    let dropped = if strip_unknown { config.drop_unknown(|k| flags::defined(Command::Server, k)) } else { Vec::new() };
+    let mut effective = config.to_args();
+    effective.extend(args.iter().cloned());
+    (dropped, effective)
+}
 
-    /// Every value of a repeatable flag, comma lists split, empties dropped.
-    pub fn all(&self, name: &str) -> Vec<String> {
-        let split = COMMA_LISTS.contains(&name);
-        self.entries
-            .iter()
-            .filter(|(n, _)| n == name)
-            .flat_map(|(_, v)| if split { v.split(',').map(|s| s.trim().to_string()).collect() } else { vec![v.clone()] })
-            .filter(|v| !v.is_empty())
-            .collect()
-    }
-
-    /// A boolean flag: set and not `false`.
-    pub fn enabled(&self, name: &str) -> bool {
-        self.last(name).is_some_and(|v| !matches!(v, "false" | "0" | "no"))
-    }
-
-    /// Flags grouped by name, values in order, for `invocation.json`.
-    pub fn grouped(&self) -> BTreeMap<String, Vec<String>> {
-        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (n, v) in &self.entries {
-            map.entry(n.clone()).or_default().push(v.clone());
-        }
-        map
-    }
-
-    /// Arguments that are not flags (k3s takes none; kept for the record).
-    pub fn positionals(&self) -> &[String] {
-        &self.positionals
-    }
+/// k3s' warning for a config key `k3s server` does not know.
+pub fn unknown_key_warning(key: &str) -> String {
+    let dashes = if key.chars().count() == 1 { "-" } else { "--" };
+    format!("Unknown flag {dashes}{key} found in config.yaml, skipping")
 }
 
 /// An invalid value for a flag the stand-in acts on.
@@ -170,6 +89,9 @@ pub enum SettingsError {
         /// Why it was rejected.
         reason: String,
     },
+    /// A combination or value k3s refuses at start, with k3s' message.
+    #[error("{0}")]
+    Fatal(String),
     /// A file named by a flag could not be read.
     #[error("reading {path}: {source}")]
     Read {
@@ -213,6 +135,12 @@ pub struct Settings {
     pub kubeconfig_mode: u32,
     /// `--disable` components (recorded; the stand-in packages none).
     pub disable: Vec<String>,
+    /// `--flannel-backend` of a server (default `vxlan`); `none` means the
+    /// nodes stay NotReady until a CNI config appears. Agents learn the
+    /// server's value when they retrieve their configuration.
+    pub flannel_backend: String,
+    /// `--resolv-conf` (recorded; there is no kubelet to hand it to).
+    pub resolv_conf: Option<String>,
     /// `--cluster-init`: adds the etcd role label like k3s' embedded etcd.
     pub cluster_init: bool,
     /// `--disable-agent`: the server registers no node of its own.
@@ -285,25 +213,22 @@ impl Settings {
             None => 6443,
         };
 
-        let node_labels = flags
-            .all("node-label")
+        let flannel_backend = flags.last("flannel-backend").unwrap_or("vxlan").to_string();
+        if !FLANNEL_BACKENDS.contains(&flannel_backend.as_str()) {
+            return Err(SettingsError::Fatal(format!("Cannot configure unknown flannel backend '{flannel_backend}'")));
+        }
+
+        let node_labels = list(flags, "node-label")
             .iter()
             .map(|l| node::parse_label(l).map_err(|e| invalid("node-label", l, e)))
             .collect::<Result<Vec<_>, _>>()?;
-        let node_taints = flags
-            .all("node-taint")
+        let node_taints = list(flags, "node-taint")
             .iter()
             .map(|t| node::parse_taint(t).map_err(|e| invalid("node-taint", t, e)))
             .collect::<Result<Vec<_>, _>>()?;
 
         let parse_ips = |flag: &'static str| -> Result<Vec<IpAddr>, SettingsError> {
-            flags
-                .all(flag)
-                .iter()
-                .flat_map(|v| v.split(',').map(str::trim).map(str::to_string).collect::<Vec<_>>())
-                .filter(|v| !v.is_empty())
-                .map(|v| v.parse::<IpAddr>().map_err(|e| invalid(flag, &v, e)))
-                .collect()
+            list(flags, flag).into_iter().map(|v| v.parse::<IpAddr>().map_err(|e| invalid(flag, &v, e))).collect()
         };
 
         let kubeconfig_mode = match flags.last("write-kubeconfig-mode").map(str::to_string).or_else(|| env("K3S_KUBECONFIG_MODE")) {
@@ -321,7 +246,7 @@ impl Settings {
             node_name,
             token,
             server_url,
-            tls_sans: flags.all("tls-san"),
+            tls_sans: list(flags, "tls-san"),
             node_labels,
             node_taints,
             https_port,
@@ -334,21 +259,19 @@ impl Settings {
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
             kubeconfig_mode,
-            disable: flags.all("disable"),
+            disable: list(flags, "disable"),
+            flannel_backend,
+            resolv_conf: flags.last("resolv-conf").map(str::to_string).or_else(|| env("K3S_RESOLV_CONF")).filter(|p| !p.is_empty()),
             cluster_init: flags.enabled("cluster-init"),
             disable_agent: flags.enabled("disable-agent"),
-            service_cidr: flags
-                .all("service-cidr")
-                .first()
-                .map(|s| s.split(',').next().unwrap_or(s).to_string())
-                .unwrap_or_else(|| "10.43.0.0/16".to_string()),
+            service_cidr: list(flags, "service-cidr").into_iter().next().unwrap_or_else(|| "10.43.0.0/16".to_string()),
             cluster_domain: flags.last("cluster-domain").unwrap_or("cluster.local").to_string(),
             node_ips: parse_ips("node-ip")?,
             node_external_ips: parse_ips("node-external-ip")?,
-            apiserver_args: flags.all("kube-apiserver-arg"),
-            controller_manager_args: flags.all("kube-controller-manager-arg"),
-            etcd_args: flags.all("etcd-arg"),
-            kubelet_args: flags.all("kubelet-arg"),
+            apiserver_args: list(flags, "kube-apiserver-arg"),
+            controller_manager_args: list(flags, "kube-controller-manager-arg"),
+            etcd_args: list(flags, "etcd-arg"),
+            kubelet_args: list(flags, "kubelet-arg"),
             node_args,
         })
     }
@@ -367,6 +290,9 @@ impl Settings {
             "node_labels": self.node_labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             "node_taints": self.node_taints,
             "disable": self.disable,
+            // An agent learns the backend from the server, not from its flags.
+            "flannel_backend": (self.role == Role::Server).then_some(&self.flannel_backend),
+            "resolv_conf": self.resolv_conf,
             "https_listen_port": self.https_port,
             "kubeconfig_output": self.kubeconfig_output,
             "kubeconfig_mode": format!("{:04o}", self.kubeconfig_mode),
@@ -390,7 +316,9 @@ fn mask_token_args(args: &[String]) -> Vec<String> {
     let secret = |a: &str| {
         let name = a.trim_start_matches('-');
         let name = name.split_once('=').map_or(name, |(n, _)| n);
-        matches!(canonical(name), "token" | "agent-token")
+        // Any command's table: the list may come from either subcommand.
+        let known = flags::lookup(Command::Server, name).or_else(|| flags::lookup(Command::Agent, name));
+        matches!(known.map(|d| d.name), Some("token" | "agent-token"))
     };
     let mut out = Vec::with_capacity(args.len());
     let mut mask_next = false;
@@ -437,43 +365,86 @@ mod tests {
         s.iter().map(|a| a.to_string()).collect()
     }
 
-    #[test]
-    fn both_flag_forms_and_unknown_flags() {
-        let f = Flags::parse(&args(&[
-            "--tls-san",
-            "a",
-            "--tls-san=b,c",
-            "--cluster-init",
-            "--frobnicate",
-            "--node-label",
-            "x=y",
-            "-t",
-            "tok",
-            "--unknown-bool",
-            "--disable=traefik,servicelb",
-        ]));
-        assert_eq!(f.all("tls-san"), ["a", "b", "c"]);
-        assert!(f.enabled("cluster-init"));
-        assert_eq!(f.last("token"), Some("tok"));
-        assert_eq!(f.all("disable"), ["traefik", "servicelb"]);
-        assert_eq!(f.last("unknown-bool"), Some("true"));
-        // An unknown flag followed by another flag is a boolean ...
-        assert_eq!(f.last("frobnicate"), Some("true"));
-        // ... and followed by a value it takes the value.
-        assert_eq!(Flags::parse(&args(&["--foo", "bar"])).last("foo"), Some("bar"));
-        assert_eq!(f.all("node-label"), ["x=y"]);
+    fn parse(role: Role, a: &[&str]) -> Flags {
+        flags::parse(role.command(), &args(a), &|_| None).expect("valid flags")
     }
 
     #[test]
-    fn last_value_wins_and_lists_accumulate() {
-        let f = Flags::parse(&args(&["--token=cfg", "--node-label=a=1", "--token", "cli", "--node-label", "b=2"]));
+    fn comma_lists_are_split_and_lists_accumulate() {
+        let f = parse(Role::Server, &["--tls-san", "a", "--tls-san=b,c", "--disable=traefik,servicelb", "--node-label", "x=y"]);
+        assert_eq!(list(&f, "tls-san"), ["a", "b", "c"]);
+        assert_eq!(list(&f, "disable"), ["traefik", "servicelb"]);
+        assert_eq!(list(&f, "node-label"), ["x=y"]);
+        let f = parse(Role::Agent, &["--token=cfg", "--node-label=a=1", "--token", "cli", "--node-label", "b=2"]);
         assert_eq!(f.last("token"), Some("cli"));
-        assert_eq!(f.all("node-label"), ["a=1", "b=2"]);
+        assert_eq!(list(&f, "node-label"), ["a=1", "b=2"]);
+    }
+
+    fn config(pairs: &[(&str, serde_json::Value)]) -> ConfigFiles {
+        ConfigFiles { merged: pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), ..ConfigFiles::default() }
+    }
+
+    #[test]
+    fn a_server_warns_about_and_drops_unknown_config_keys() {
+        let mut c = config(&[
+            ("foo", serde_json::json!("bar")),
+            ("disable-apiserver-lb", serde_json::json!(true)),
+            ("tls-san", serde_json::json!(["a", "b"])),
+            ("flannel-backend", serde_json::json!("none")),
+            ("token-file", serde_json::json!("/etc/rancher/k3s/token")),
+        ]);
+        let (dropped, effective) = merge_config(&mut c, true, &args(&["--node-name=s"]));
+        // An agent-only key is as unknown to a server as a made-up one.
+        assert_eq!(dropped, ["foo", "disable-apiserver-lb"]);
+        assert_eq!(unknown_key_warning(&dropped[0]), "Unknown flag --foo found in config.yaml, skipping");
+        assert_eq!(
+            effective,
+            ["--tls-san=a", "--tls-san=b", "--flannel-backend=none", "--token-file=/etc/rancher/k3s/token", "--node-name=s"]
+        );
+        let f = flags::parse(Command::Server, &effective, &|_| None).expect("the rest parses");
+        assert_eq!(f.values("tls-san"), ["a", "b"]);
+    }
+
+    #[test]
+    fn an_agent_fails_on_unknown_and_server_only_config_keys() {
+        for (key, value) in [
+            ("foo", serde_json::json!("bar")),
+            ("kube-apiserver-arg", serde_json::json!(["v=2"])),
+            ("cluster-init", serde_json::json!(true)),
+        ] {
+            let mut c = config(&[("server", serde_json::json!("https://s:6443")), (key, value)]);
+            let (dropped, effective) = merge_config(&mut c, false, &[]);
+            assert!(dropped.is_empty(), "an agent drops nothing");
+            let e = flags::parse(Command::Agent, &effective, &|_| None).expect_err("refused");
+            assert_eq!(e.to_string(), format!("flag provided but not defined: -{key}"));
+        }
+        // What idp-lab writes for an agent is fine.
+        let mut c = config(&[("token-file", serde_json::json!("/t")), ("server", serde_json::json!("https://s:6443"))]);
+        let (_, effective) = merge_config(&mut c, false, &args(&["--node-label=role=apps"]));
+        assert!(flags::parse(Command::Agent, &effective, &|_| None).is_ok());
+        // A bad value in a known key fails the same way (with Go's text).
+        let mut c = config(&[("https-listen-port", serde_json::json!("abc"))]);
+        let (_, effective) = merge_config(&mut c, true, &[]);
+        assert_eq!(
+            flags::parse(Command::Server, &effective, &|_| None).expect_err("bad int").to_string(),
+            r#"invalid value "abc" for flag -https-listen-port: parse error"#
+        );
+    }
+
+    #[test]
+    fn flannel_backend_is_checked_and_recorded() {
+        let env = |_: &str| None;
+        let s = Settings::resolve(Role::Server, &parse(Role::Server, &["--flannel-backend=none"]), &[], &env, "h").expect("valid");
+        assert_eq!(s.flannel_backend, "none");
+        let s = Settings::resolve(Role::Server, &parse(Role::Server, &[]), &[], &env, "h").expect("valid");
+        assert_eq!(s.flannel_backend, "vxlan");
+        let e = Settings::resolve(Role::Server, &parse(Role::Server, &["--flannel-backend=ipsec"]), &[], &env, "h").expect_err("unknown");
+        assert_eq!(e.to_string(), "Cannot configure unknown flannel backend 'ipsec'");
     }
 
     #[test]
     fn settings_from_env_and_flags() {
-        let f = Flags::parse(&args(&["--node-taint", "k=v:NoSchedule", "--https-listen-port=7443"]));
+        let f = parse(Role::Agent, &["--node-taint", "k=v:NoSchedule"]);
         let env = |k: &str| match k {
             "K3S_TOKEN" => Some("abc".to_string()),
             "K3S_URL" => Some("https://srv:6443".to_string()),
@@ -483,7 +454,7 @@ mod tests {
         assert_eq!(s.node_name, "host-1");
         assert_eq!(s.token.as_deref(), Some("abc"));
         assert_eq!(s.server_url.as_deref(), Some("https://srv:6443"));
-        assert_eq!(s.https_port, 7443);
+        assert_eq!(s.https_port, 6443);
         assert_eq!(s.node_taints.len(), 1);
         assert_eq!(s.kubeconfig_mode, 0o600);
     }
@@ -491,8 +462,8 @@ mod tests {
     #[test]
     fn bad_values_are_errors() {
         let env = |_: &str| None;
-        for bad in [&["--node-taint", "k=v"][..], &["--https-listen-port", "x"], &["--server", "http://x"]] {
-            assert!(Settings::resolve(Role::Server, &Flags::parse(&args(bad)), &[], &env, "h").is_err());
+        for bad in [&["--node-taint", "k=v"][..], &["--https-listen-port", "0"], &["--server", "http://x"]] {
+            assert!(Settings::resolve(Role::Server, &parse(Role::Server, bad), &[], &env, "h").is_err());
         }
     }
 

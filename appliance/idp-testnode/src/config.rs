@@ -41,6 +41,8 @@ pub struct ConfigFiles {
     pub files: Vec<PathBuf>,
     /// Merged keys and values.
     pub merged: Vec<(String, Value)>,
+    /// Each file's text as read, for the record.
+    pub texts: Vec<(PathBuf, String)>,
 }
 
 impl ConfigFiles {
@@ -67,6 +69,7 @@ impl ConfigFiles {
                 Err(source) => return Err(ConfigError::Read { path: file, source }),
             };
             out.files.push(file.clone());
+            out.texts.push((file.clone(), text.clone()));
             if text.trim().is_empty() {
                 continue;
             }
@@ -99,11 +102,20 @@ impl ConfigFiles {
         }
     }
 
-    /// The config as `--key=value` arguments, to be placed before the
-    /// command line's.
+    /// Removes the keys `known` rejects and returns them, in order: what
+    /// `k3s server` does with keys that are not server flags.
+    pub fn drop_unknown(&mut self, known: impl Fn(&str) -> bool) -> Vec<String> {
+        let (keep, drop): (Vec<_>, Vec<_>) = std::mem::take(&mut self.merged).into_iter().partition(|(k, _)| known(k));
+        self.merged = keep;
+        drop.into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// The config as `--key=value` arguments (`-k=value` for one-letter
+    /// keys, as k3s writes them), to be placed before the command line's.
     pub fn to_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         for (key, value) in &self.merged {
+            let dashes = if key.chars().count() == 1 { "-" } else { "--" };
             for item in into_list(value.clone()) {
                 let v = match item {
                     Value::Null => continue,
@@ -112,7 +124,7 @@ impl ConfigFiles {
                     Value::Number(n) => n.to_string(),
                     other => other.to_string(),
                 };
-                args.push(format!("--{key}={v}"));
+                args.push(format!("{dashes}{key}={v}"));
             }
         }
         args
@@ -122,6 +134,32 @@ impl ConfigFiles {
     pub fn to_json(&self) -> Value {
         Value::Object(self.merged.iter().cloned().collect())
     }
+
+    /// Each file's text by path, for the record.
+    pub fn texts_json(&self) -> Value {
+        Value::Object(self.texts.iter().map(|(p, t)| (p.display().to_string(), Value::String(t.clone()))).collect())
+    }
+}
+
+/// The value of `--config`/`-c` found by a lenient scan of the command line
+/// (as k3s' config-file parser finds it, also in a line the flag parser
+/// would refuse).
+pub fn find_config_arg(args: &[String]) -> Option<String> {
+    let mut found = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        let body = a.strip_prefix("--").or_else(|| a.strip_prefix('-'));
+        let Some(body) = body else { continue };
+        match body.split_once('=') {
+            Some(("config" | "c", v)) => found = Some(v.to_string()),
+            None if matches!(body, "config" | "c") => found = it.next().cloned(),
+            _ => {}
+        }
+    }
+    found
 }
 
 fn into_list(v: Value) -> Vec<Value> {
@@ -227,6 +265,25 @@ mod tests {
         let c = ConfigFiles::load(&cfg).expect("loads");
         assert_eq!(c.files.len(), 2);
         assert_eq!(c.to_args(), ["--cluster-init=true", "--node-label=a=1", "--node-label=b=2", "--tls-san=s1", "--token=second"]);
+        assert!(c.texts_json()[cfg.display().to_string()].as_str().is_some_and(|t| t.contains("token: x")));
+    }
+
+    #[test]
+    fn unknown_keys_can_be_dropped() {
+        let d = tempdir("cfg3");
+        let cfg = write(&d, "config.yaml", "foo: 1\nnode-label: [a=1]\nt: tok\n");
+        let mut c = ConfigFiles::load(&cfg).expect("loads");
+        assert_eq!(c.to_args(), ["--foo=1", "--node-label=a=1", "-t=tok"]);
+        assert_eq!(c.drop_unknown(|k| k != "foo"), ["foo"]);
+        assert_eq!(c.to_args(), ["--node-label=a=1", "-t=tok"]);
+    }
+
+    #[test]
+    fn config_arg_is_found_leniently() {
+        let a = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(find_config_arg(&a(&["--bogus", "-c", "/x.yaml"])).as_deref(), Some("/x.yaml"));
+        assert_eq!(find_config_arg(&a(&["--config=/y.yaml"])).as_deref(), Some("/y.yaml"));
+        assert_eq!(find_config_arg(&a(&["--token", "t"])), None);
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! `k3s server`: etcd, kube-apiserver and kube-controller-manager as child
 //! processes, auto-deploy manifests, the server's own node, and the admin
-//! kubeconfig, in the order k3s makes them observable.
+//! kubeconfig, in the order k3s v1.33 makes them observable: the agent side
+//! (`containerd is now running`) first, then the control plane, then the
+//! tokens and the kubeconfig (`Wrote kubeconfig ...`) *before* the API
+//! server is known to be ready, then `Kube API server is now running`, and
+//! `k3s is up and running` only once it serves and the node is registered.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +16,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::api;
 use crate::cli::{Settings, merge_component_args};
+use crate::cni::{self, Network};
 use crate::files::{self, K3S_YAML, MANIFESTS_DIR, server_path, write_atomic};
 use crate::host;
 use crate::manifests::Manifests;
@@ -81,7 +86,7 @@ pub async fn run(settings: &Settings, sup: Arc<Supervisor>) -> Result<Infallible
     // Tokens: the node token file as k3s writes it, and the apiserver's
     // static token file (admin + the cluster token, both system:masters).
     let full = pki::full_token(&pki.ca_pem, &secret);
-    for name in ["token", "node-token"] {
+    for name in ["token", "node-token", "agent-token"] {
         write_atomic(&server_path(name), format!("{full}\n").as_bytes(), 0o600)?;
     }
     let admin_token_path = server_path("cred/admin.token");
@@ -105,6 +110,14 @@ pub async fn run(settings: &Settings, sup: Arc<Supervisor>) -> Result<Infallible
     write_atomic(&admin_kubeconfig, internal_kubeconfig(&url, &pki.ca_cert, &admin_token).as_bytes(), 0o600)?;
 
     let bin = files::bin_dir();
+
+    // The server's agent side comes up first, as in k3s (agent.Run before
+    // StartServer); there is no containerd behind the line.
+    let network = Network::for_backend(&settings.flannel_backend);
+    if !settings.disable_agent {
+        prepare_cni_dir(&network)?;
+        info!("containerd is now running (idp-testnode stand-in: no container runtime is started)");
+    }
 
     // etcd
     let etcd_args = merge_component_args(
@@ -130,7 +143,8 @@ pub async fn run(settings: &Settings, sup: Arc<Supervisor>) -> Result<Infallible
         ("cert-dir", server_path("tls/temporary-certs").display().to_string()),
         ("client-ca-file", pki.ca_cert.display().to_string()),
         // Without a node lifecycle controller nothing would remove the
-        // not-ready taint this plugin puts on new nodes.
+        // not-ready taint this plugin puts on new nodes; the stand-in adds
+        // and removes that taint itself (see node.rs).
         ("disable-admission-plugins", "TaintNodesByCondition".into()),
         ("enable-admission-plugins", "NodeRestriction".into()),
         ("etcd-servers", ETCD_CLIENT.into()),
@@ -153,10 +167,16 @@ pub async fn run(settings: &Settings, sup: Arc<Supervisor>) -> Result<Infallible
     info!("Running kube-apiserver {}", apiserver_args.join(" "));
     sup.spawn("kube-apiserver", &bin.join("kube-apiserver"), &apiserver_args)?;
 
+    // Tokens and the admin kubeconfig now, while the API server may still
+    // refuse connections: k3s writes them without waiting for readiness.
+    let join_ip = advertise.clone().unwrap_or_else(|| "127.0.0.1".to_string());
+    print_tokens(&join_ip, port);
+    write_kubeconfig(settings, &pki)?;
+
     let client = api::client(&url, Some(pki.ca_der()?), &admin_token)?;
-    info!("Waiting for API server to become available");
     api::wait_ready(&client, READY_TIMEOUT).await?;
-    info!("API server is ready");
+    info!("ETCD server is now running");
+    info!("Kube API server is now running");
 
     // kube-controller-manager
     let kcm_args = merge_component_args(
@@ -179,6 +199,9 @@ pub async fn run(settings: &Settings, sup: Arc<Supervisor>) -> Result<Infallible
     info!("Running kube-controller-manager {}", kcm_args.join(" "));
     sup.spawn("kube-controller-manager", &bin.join("kube-controller-manager"), &kcm_args)?;
 
+    // What agents retrieve from a k3s server's supervisor.
+    publish_agent_config(&client, settings).await?;
+
     // Auto-deploy manifests: first pass now, then watched.
     let mut manifests = Manifests::new(Path::new(MANIFESTS_DIR), &bin.join("kubectl"), &admin_kubeconfig);
     let failed = manifests.sync().await;
@@ -191,21 +214,15 @@ pub async fn run(settings: &Settings, sup: Arc<Supervisor>) -> Result<Infallible
         info!("Agent disabled (--disable-agent): no node is registered for this server");
         None
     } else {
-        info!("Containerd is now running (idp-testnode stand-in: no container runtime is started)");
-        let id = NodeIdentity::new(settings, &hostname, &addrs, true);
-        register_with_retry(&id, &client).await?;
+        let mut id = NodeIdentity::new(settings, &hostname, &addrs, true, network);
+        register_with_retry(&mut id, &client).await?;
         info!("Successfully registered node {}", id.name);
+        if !id.is_ready() {
+            info!("Node {} is NotReady until a CNI config appears in {} (--flannel-backend=none)", id.name, cni::CONF_DIR);
+        }
         Some(id)
     };
 
-    // Kubeconfig last: its presence means the cluster is usable.
-    let kubeconfig = admin_kubeconfig_yaml(&url, &pki);
-    write_atomic(Path::new(K3S_YAML), kubeconfig.as_bytes(), settings.kubeconfig_mode)?;
-    info!("Wrote kubeconfig {K3S_YAML}");
-    if let Some(out) = &settings.kubeconfig_output {
-        write_atomic(out, kubeconfig.as_bytes(), settings.kubeconfig_mode)?;
-        info!("Wrote kubeconfig {}", out.display());
-    }
     info!("k3s is up and running");
 
     let heartbeat = async {
@@ -221,9 +238,109 @@ pub async fn run(settings: &Settings, sup: Arc<Supervisor>) -> Result<Infallible
     match never {}
 }
 
+/// Creates k3s' CNI config directory. With flannel, writes the flannel
+/// CNI config k3s' agent writes there (unless one is already there); with
+/// `--flannel-backend=none` leaves the directory for a CNI to fill.
+pub fn prepare_cni_dir(network: &Network) -> Result<()> {
+    std::fs::create_dir_all(cni::CONF_DIR).with_context(|| format!("creating {}", cni::CONF_DIR))?;
+    if *network == Network::Flannel {
+        let path = Path::new(cni::CONF_DIR).join("10-flannel.conflist");
+        if !path.exists() {
+            write_atomic(&path, FLANNEL_CONFLIST.as_bytes(), 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+/// The flannel CNI config (what the stand-in pretends flannel uses).
+const FLANNEL_CONFLIST: &str = r#"{
+  "name": "cbr0",
+  "cniVersion": "1.0.0",
+  "plugins": [
+    { "type": "flannel", "delegate": { "hairpinMode": true, "forceAddress": true, "isDefaultGateway": true } },
+    { "type": "portmap", "capabilities": { "portMappings": true } },
+    { "type": "bandwidth", "capabilities": { "bandwidth": true } }
+  ]
+}
+"#;
+
+/// The agent configuration, published until it succeeds (`kube-system` may
+/// not exist for a moment after `/readyz`).
+async fn publish_agent_config(client: &kube::Client, settings: &Settings) -> Result<()> {
+    let data: std::collections::BTreeMap<String, String> = [
+        ("flannel-backend", settings.flannel_backend.clone()),
+        ("cluster-domain", settings.cluster_domain.clone()),
+        ("service-cidr", settings.service_cidr.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut attempt = 0;
+    loop {
+        match api::publish_agent_config(client, data.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 30 => {
+                attempt += 1;
+                if attempt % 5 == 0 {
+                    warn!("Failed to publish the agent configuration (attempt {attempt}): {}", api::chain(&e));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context("publishing the agent configuration"),
+        }
+    }
+}
+
+/// k3s' `printTokens` lines.
+fn print_tokens(ip: &str, port: u16) {
+    let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+    info!("Server node token is available at {}", server_path("token").display());
+    info!("To join server node to cluster: k3s server -s https://{host}:{port} -t ${{SERVER_NODE_TOKEN}}");
+    info!("Agent node token is available at {}", server_path("agent-token").display());
+    info!("To join agent node to cluster: k3s agent -s https://{host}:{port} -t ${{AGENT_NODE_TOKEN}}");
+}
+
+/// Writes the admin kubeconfig as k3s' `writeKubeConfig` does: to
+/// `--write-kubeconfig`/`K3S_KUBECONFIG_OUTPUT` when given, with
+/// `/etc/rancher/k3s/k3s.yaml` then a symlink to it (unless a file is
+/// already there), else to `/etc/rancher/k3s/k3s.yaml`; mode 0600 unless
+/// `--write-kubeconfig-mode`.
+fn write_kubeconfig(settings: &Settings, pki: &Pki) -> Result<()> {
+    let yaml = admin_kubeconfig_yaml(&kubeconfig_url(settings), pki);
+    let default = Path::new(K3S_YAML);
+    if std::fs::symlink_metadata(default).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(default).with_context(|| format!("removing the kubeconfig symlink {K3S_YAML}"))?;
+    }
+    let target: PathBuf = settings.kubeconfig_output.clone().unwrap_or_else(|| default.to_path_buf());
+    write_atomic(&target, yaml.as_bytes(), settings.kubeconfig_mode)?;
+    if target != default && std::fs::symlink_metadata(default).is_err() {
+        if let Some(dir) = default.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        if let Err(e) = std::os::unix::fs::symlink(&target, default) {
+            error!("Failed to symlink kubeconfig: {e}");
+        }
+    }
+    info!("Wrote kubeconfig {}", target.display());
+    if target == default {
+        info!("Run: k3s kubectl");
+    }
+    Ok(())
+}
+
+/// `https://127.0.0.1:<port>`, or the `--bind-address` when one is given.
+fn kubeconfig_url(settings: &Settings) -> String {
+    let port = settings.https_port;
+    match settings.bind_address.parse::<IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() && ip.is_ipv6() => format!("https://[{ip}]:{port}"),
+        Ok(ip) if !ip.is_unspecified() => format!("https://{ip}:{port}"),
+        _ => format!("https://127.0.0.1:{port}"),
+    }
+}
+
 /// Registers the node, retrying briefly: right after `/readyz` some
 /// post-start work (RBAC bootstrap) may still race.
-async fn register_with_retry(id: &NodeIdentity, client: &kube::Client) -> Result<()> {
+async fn register_with_retry(id: &mut NodeIdentity, client: &kube::Client) -> Result<()> {
     let mut attempt = 0;
     loop {
         match id.register(client).await {
