@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts idp-lab's test bed on Debian/Ubuntu (run as root):
-#   - packages docker.io, python3-yaml, curl, openssl, iproute2, installed
+#   - packages docker.io, python3-yaml, curl, openssl, iproute2 and
+#     busybox-static (the stand-in node image's /bin/sh and tools), installed
 #     WITHOUT starting their services (a temporary policy-rc.d denies it);
 #   - dockerd, started in the background only when nothing answers on
 #     /var/run/docker.sock (log: $IDP_LAB_TESTBED/dockerd.log);
@@ -24,7 +25,7 @@ command -v apt-get >/dev/null || die "needs apt-get (Debian/Ubuntu)"
 mkdir -p "$TESTBED" || die "cannot create $TESTBED"
 
 # --- packages -----------------------------------------------------------------
-PKGS=(docker.io python3-yaml curl openssl iproute2)
+PKGS=(docker.io python3-yaml curl openssl iproute2 busybox-static)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")

@@ -2,13 +2,15 @@
 # Builds the stand-in k3s node image idp-lab/testnode:<tag> for the test bed:
 # a rootfs with /bin/k3s (the idp-testnode crate), etcd, kube-apiserver,
 # kube-controller-manager and kubectl (from the test-bed cache) and the shared
-# libraries they need, imported with `docker import` (no base image, no pull).
+# libraries they need, and a static busybox as /bin/sh, mount, cat, ... (like
+# the busybox tools of rancher/k3s), imported with `docker import` (no base
+# image, no pull).
 # The image declares what rancher/k3s declares: ENTRYPOINT ["/bin/k3s"],
 # CMD ["agent"], and VOLUMEs /var/lib/kubelet /var/lib/rancher/k3s /var/lib/cni
 # /var/log.
 #
 # Tag: v1.20.2-<first 12 hex of a sha256 over the inputs: this script, the
-# stand-in binary, the kube binaries and the copied libraries>. An existing
+# stand-in binary, the kube binaries, busybox and the copied libraries>. An existing
 # tag is reused at once; any changed input gives a new tag.
 #
 #   usage: testnode-image.sh [--release] [--print-tag]
@@ -17,8 +19,10 @@
 #                  is still compiled if out of date, since the tag hashes it)
 #
 # stdout: the image reference (idp-lab/testnode:v1.20.2-...) as the last line;
-# everything else goes to stderr. Needs: a running Docker daemon, cargo, and
-# the binaries from install.sh in ${IDP_LAB_TESTBED:-~/.cache/idp-lab-testbed}/bin.
+# everything else goes to stderr. Needs: a running Docker daemon, cargo, the
+# binaries from install.sh in ${IDP_LAB_TESTBED:-~/.cache/idp-lab-testbed}/bin,
+# and a statically linked busybox (Debian's busybox-static, which install.sh
+# installs; IDP_LAB_BUSYBOX names another one).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,7 +43,7 @@ for arg in "$@"; do
   case "$arg" in
     --release) PROFILE=release; CARGO_PROFILE=(--release) ;;
     --print-tag) PRINT_ONLY=1 ;;
-    -h|--help) sed -n '2,22p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     *) die "unknown argument $arg (see --help)" ;;
   esac
 done
@@ -55,6 +59,22 @@ K3S_BIN="$TARGET/$PROFILE/k3s"
 KUBE_BINS=(etcd kube-apiserver kube-controller-manager kubectl)
 for b in "${KUBE_BINS[@]}"; do
   [ -x "$TESTBED/bin/$b" ] || die "$TESTBED/bin/$b missing: run e2e/testbed/install.sh first"
+done
+
+# busybox must be static: the image has no libc of its own for it.
+BUSYBOX=${IDP_LAB_BUSYBOX:-$(command -v busybox || echo /bin/busybox)}
+[ -x "$BUSYBOX" ] || die "busybox missing at $BUSYBOX: run e2e/testbed/install.sh (Debian package busybox-static)"
+if ldd "$BUSYBOX" >/dev/null 2>&1; then
+  die "$BUSYBOX is dynamically linked: install Debian's busybox-static (install.sh does) or set IDP_LAB_BUSYBOX"
+fi
+# Applets linked in /bin: what node entrypoints and `docker exec` checks use
+# (rancher/k3s ships more).
+BUSYBOX_APPLETS=(sh ash mount umount cat ls mkdir rm rmdir cp mv ln chmod chown echo printf sleep
+  grep sed awk tar head tail wc cut tr sort uniq tee test '[' true false env touch find xargs
+  dirname basename readlink stat id uname date df du ps kill mktemp sync)
+BUSYBOX_HAS=$("$BUSYBOX" --list)
+for a in "${BUSYBOX_APPLETS[@]}"; do
+  grep -qxF -- "$a" <<<"$BUSYBOX_HAS" || die "$BUSYBOX has no applet $a"
 done
 
 # Shared libraries (and the dynamic loader) of every binary, by absolute path.
@@ -73,6 +93,7 @@ INPUTS_SHA=$(
     for b in "${KUBE_BINS[@]}"; do
       printf '%s %s\n' "$b" "$(sha256sum < "$TESTBED/bin/$b" | cut -d' ' -f1)"
     done
+    printf 'busybox %s\n' "$(sha256sum < "$BUSYBOX" | cut -d' ' -f1)"
     for l in "${LIBS[@]}"; do
       printf '%s %s\n' "$l" "$(sha256sum < "$l" | cut -d' ' -f1)"
     done
@@ -112,6 +133,10 @@ chmod 700 "$R/root"
 
 install -m 0755 "$K3S_BIN" "$R/bin/k3s"
 ln -s k3s "$R/bin/kubectl"          # multi-call like rancher/k3s: kubectl -> k3s
+install -m 0755 "$BUSYBOX" "$R/bin/busybox"
+for a in "${BUSYBOX_APPLETS[@]}"; do
+  ln -s busybox "$R/bin/$a"
+done
 for b in "${KUBE_BINS[@]}"; do
   install -m 0755 "$TESTBED/bin/$b" "$R/usr/libexec/idp-testnode/$b"
 done
