@@ -67,8 +67,9 @@ pub const NODE_VOLUMES: &[(&str, &str)] =
 pub const CAPABILITIES: &[&str] =
     &["SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_MODULE", "SYS_NICE", "SYS_TIME", "DAC_READ_SEARCH", "IPC_LOCK", "SYSLOG"];
 
-/// An IPv4 subnet.
+/// An IPv4 subnet; written as `a.b.c.d/n` in JSON and state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Subnet {
     /// The network address.
     pub addr: Ipv4Addr,
@@ -103,6 +104,19 @@ impl Subnet {
     /// Whether `ip` is inside.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & Subnet::mask(self.prefix) == u32::from(self.addr)
+    }
+}
+
+impl From<Subnet> for String {
+    fn from(s: Subnet) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for Subnet {
+    type Error = String;
+    fn try_from(s: String) -> Result<Subnet, String> {
+        Subnet::parse(&s).ok_or_else(|| format!("{s:?} is not a subnet such as \"172.30.0.0/24\""))
     }
 }
 

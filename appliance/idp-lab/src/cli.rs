@@ -168,7 +168,7 @@ pub struct DownArgs {
     /// Also remove the lab's CA (browsers that trust it stop trusting it).
     #[arg(long)]
     pub purge: bool,
-    /// Remove every lab.
+    /// Remove every lab of this idp-lab home.
     #[arg(long, conflicts_with = "name")]
     pub all: bool,
     /// Do not ask for confirmation.

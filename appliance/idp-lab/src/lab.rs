@@ -82,6 +82,7 @@ pub fn provision_failure(e: ProvisionError) -> Failure {
         ProvisionError::Unreachable { .. } | ProvisionError::Api { .. } | ProvisionError::Archive(_) => DOCKER,
         ProvisionError::PrivilegesRefused { .. } | ProvisionError::ImageMissing { .. } => PREFLIGHT,
         ProvisionError::PortAllocated { .. } => PORT,
+        ProvisionError::SubnetTaken { .. } => CONFLICT,
         ProvisionError::Foreign { .. } => CONFLICT,
         ProvisionError::NotReady { .. } | ProvisionError::Exited { .. } => TIMEOUT,
         ProvisionError::NoSuchNode { .. } => NOT_FOUND,

@@ -292,8 +292,13 @@ impl Engine {
             }),
             ..Default::default()
         };
-        self.docker.create_network(request).await.map_err(ProvisionError::api(format!("create network {} ({})", n.name, n.subnet)))?;
-        Ok(())
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            Err(e) if docker_status(&e).is_some_and(|(_, m)| m.contains("overlaps")) => {
+                Err(ProvisionError::SubnetTaken { subnet: n.subnet.to_string() })
+            }
+            Err(e) => Err(ProvisionError::Api { what: format!("create network {} ({})", n.name, n.subnet), source: e }),
+        }
     }
 
     async fn create_node(&self, plan: &ClusterPlan, node: &NodeSpec, host: &HostInputs) -> Result<(), ProvisionError> {
@@ -497,7 +502,8 @@ impl Engine {
                 }
                 Ok(false) => {}
             }
-            // The stream ended: the container stopped or restarted.
+            // The stream ended: the container stopped or restarted. k3s that ends on a
+            // fatal line twice will not get better by itself: say so at once.
             let inspect = self
                 .docker
                 .inspect_container(node, None::<InspectContainerOptions>)
@@ -506,9 +512,18 @@ impl Engine {
             let state = inspect.state.unwrap_or_default();
             let restarting = state.restarting.unwrap_or(false) || state.running.unwrap_or(false);
             reopens += 1;
-            if !restarting || reopens > LOG_REOPENS {
-                let log = self.log(node, 40).await.unwrap_or_else(|_| seen.clone());
+            let log = self.log(node, 40).await.unwrap_or_else(|_| seen.clone());
+            let fatal = log.contains("level=fatal");
+            if !restarting || reopens > LOG_REOPENS || (fatal && reopens >= 2) {
                 return Err(ProvisionError::Exited { node: node.to_owned(), code: state.exit_code.unwrap_or(-1), tail: tail(&log, 15) });
+            }
+            if tokio::time::Instant::now() + Duration::from_millis(500) >= deadline {
+                return Err(ProvisionError::NotReady {
+                    node: node.to_owned(),
+                    line: line.to_owned(),
+                    after: timeout,
+                    tail: tail(&log, 15),
+                });
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

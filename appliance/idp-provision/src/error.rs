@@ -51,6 +51,12 @@ pub enum ProvisionError {
         /// The host port.
         port: u16,
     },
+    /// Another network took the lab's subnet meanwhile (labs made at the same time).
+    #[error("the subnet {subnet} of the lab network was taken by another network meanwhile")]
+    SubnetTaken {
+        /// The subnet.
+        subnet: String,
+    },
     /// An object named like the lab's exists but was not made by idp-lab.
     #[error(
         "a Docker {kind} named {name} exists but does not carry the label dev.idp-lab.lab={lab}; it is not idp-lab's, so it is left alone: remove or rename it, or choose another lab name"

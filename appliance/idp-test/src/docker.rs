@@ -102,6 +102,7 @@ pub struct DockerScope {
     docker: Docker,
     run_id: String,
     cleaned: bool,
+    labs: std::sync::Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for DockerScope {
@@ -131,7 +132,7 @@ impl Leftovers {
 impl DockerScope {
     /// Connects (see [`connect`]) and picks a unique run id.
     pub async fn new() -> anyhow::Result<Self> {
-        Ok(Self { docker: connect().await?, run_id: unique_run_id(), cleaned: false })
+        Ok(Self { docker: connect().await?, run_id: unique_run_id(), cleaned: false, labs: std::sync::Mutex::new(Vec::new()) })
     }
 
     /// The negotiated client, for everything the scope has no helper for.
@@ -186,15 +187,41 @@ impl DockerScope {
         Ok(name)
     }
 
-    /// Lists what still carries this scope's label.
-    pub async fn leftovers(&self) -> anyhow::Result<Leftovers> {
-        leftovers(&self.docker, &self.label_filter()).await
+    /// A new idp-lab lab name unique on this machine (`t<counter><pid>`, short enough for
+    /// node names). Everything Docker holds with `dev.idp-lab.lab=<name>` is removed by
+    /// [`Self::cleanup`] or on drop, so a panicking test cannot leak a lab.
+    pub fn lab_name(&self) -> String {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!("t{}x{}", COUNTER.fetch_add(1, Ordering::Relaxed), std::process::id());
+        self.labs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(name.clone());
+        name
     }
 
-    /// Removes everything carrying this scope's label and checks that nothing remains.
+    fn filters(&self) -> Vec<HashMap<String, Vec<String>>> {
+        let labs = self.labs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        std::iter::once(self.label_filter()).chain(labs.iter().map(|lab| lab_filter(lab))).collect()
+    }
+
+    /// Lists what still carries this scope's label or the label of one of its labs.
+    pub async fn leftovers(&self) -> anyhow::Result<Leftovers> {
+        let mut all = Leftovers::default();
+        for filter in self.filters() {
+            let found = leftovers(&self.docker, &filter).await?;
+            all.containers.extend(found.containers);
+            all.networks.extend(found.networks);
+            all.volumes.extend(found.volumes);
+        }
+        Ok(all)
+    }
+
+    /// Removes everything carrying this scope's label (or one of its labs' labels) and
+    /// checks that nothing remains.
     pub async fn cleanup(mut self) -> anyhow::Result<()> {
         self.cleaned = true;
-        remove_labelled(&self.docker, &self.label_filter()).await
+        for filter in self.filters() {
+            remove_labelled(&self.docker, &filter).await?;
+        }
+        Ok(())
     }
 }
 
@@ -203,7 +230,7 @@ impl Drop for DockerScope {
         if self.cleaned {
             return;
         }
-        let filter = self.label_filter();
+        let filters = self.filters();
         let run_id = self.run_id.clone();
         // Drop cannot await, and may run inside a runtime (which must not block_on): clean up
         // from a thread with its own runtime and wait for it.
@@ -214,7 +241,10 @@ impl Drop for DockerScope {
                 .context("failed to build a runtime for the Docker cleanup")?;
             runtime.block_on(async {
                 let docker = connect().await?;
-                remove_labelled(&docker, &filter).await
+                for filter in &filters {
+                    remove_labelled(&docker, filter).await?;
+                }
+                anyhow::Ok(())
             })
         })
         .join();
@@ -229,6 +259,13 @@ impl Drop for DockerScope {
             format!("\nWARNING: Docker cleanup of {TEST_LABEL}={run_id} failed: {problem}\n").as_bytes(),
         );
     }
+}
+
+pub use idp_core::cluster::LAB_LABEL;
+
+/// A Docker filter matching the objects of lab `lab`.
+pub fn lab_filter(lab: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{LAB_LABEL}={lab}")])])
 }
 
 /// A Docker filter matching objects labelled `idp-lab.test=<run_id>`.

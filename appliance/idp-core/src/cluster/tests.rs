@@ -29,6 +29,9 @@ fn subnets_parse_overlap_and_print() {
         assert_eq!(Subnet::parse(bad), None, "{bad}");
     }
     assert_eq!(subnet().host(2), Ipv4Addr::new(172, 30, 0, 2));
+    assert_eq!(serde_json::to_value(subnet()).expect("json"), serde_json::json!("172.30.0.0/24"));
+    assert_eq!(serde_json::from_value::<Subnet>(serde_json::json!("172.30.1.0/24")).expect("parses").addr, Ipv4Addr::new(172, 30, 1, 0));
+    assert!(serde_json::from_value::<Subnet>(serde_json::json!("nope")).is_err());
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `idp-lab down`: remove a lab (or every lab) and everything idp-lab made for it:
 //! containers with their volumes, the network, the kubeconfig entries and the state.
 //! Only objects carrying the lab's label are touched. The lab CA stays unless `--purge`.
+//! `--all` means every lab of this idp-lab home (`$IDP_LAB_HOME`), never another home's.
 
 use crate::cli::{DownArgs, Global, LabArgs};
 use crate::context::home;
@@ -24,10 +25,9 @@ pub fn run(global: &Global, printer: Printer, args: DownArgs) -> Result<(), Fail
     lab::runtime()?.block_on(async {
         let engine = lab::engine().await?;
         let labs: Vec<String> = if args.all {
-            let mut all = idp_state::lab_names(&home()?);
-            all.extend(engine.labs().await.map_err(provision_failure)?);
-            all.sort();
-            all.dedup();
+            // Every lab of this idp-lab home. Another home's labs on the same engine are not
+            // this one's to remove; a lab whose state is lost goes with `down --name LAB`.
+            let all = idp_state::lab_names(&home()?);
             if !confirm(&format!("Remove every lab ({})?", if all.is_empty() { "none".to_owned() } else { all.join(", ") }), args.yes)? {
                 return Err(Failure::new(INPUT, "not confirmed: nothing was removed (pass --yes to remove without asking)"));
             }

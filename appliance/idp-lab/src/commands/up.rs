@@ -14,7 +14,6 @@ use idp_provision::{Engine, HostInputs, Progress, Provider as _, ProvisionError}
 use idp_state::LabRecord;
 use serde::Serialize;
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::time::Instant;
 
 /// How often a port Docker found taken is replaced before `up` gives up.
@@ -56,19 +55,12 @@ pub fn run(global: &Global, printer: Printer, args: UpArgs) -> Result<(), Failur
         ));
     }
     let timeout = lab::timeout(args.timeout.as_deref(), std::time::Duration::from_secs(lab.ctx.config.timeouts.cluster))?;
-    let settings = lab.ctx.settings()?;
-    lab::runtime()?.block_on(up(&mut lab, settings, &args, timeout, global, printer))
+    lab::runtime()?.block_on(up(&mut lab, &args, timeout, global, printer))
 }
 
-async fn up(
-    lab: &mut Lab,
-    mut settings: Settings,
-    args: &UpArgs,
-    timeout: std::time::Duration,
-    global: &Global,
-    printer: Printer,
-) -> Result<(), Failure> {
+async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: &Global, printer: Printer) -> Result<(), Failure> {
     let began = Instant::now();
+    let mut settings = lab.ctx.settings()?;
     let mut steps = Steps::new(global.quiet || printer.output != crate::cli::Output::Text);
     steps.note(&format!(
         "idp-lab {} · lab \"{}\" · profile {} · {}",
@@ -84,7 +76,7 @@ async fn up(
     let info = engine.info().await.map_err(provision_failure)?;
     let image = settings.cluster.image.to_string();
     engine.ensure_image(&image, settings.registry.offline).await.map_err(provision_failure)?;
-    let subnet = match lab.record.as_ref().and_then(|r| r.plan.as_ref()) {
+    let mut subnet = match lab.record.as_ref().and_then(|r| r.plan.as_ref()) {
         Some(previous) => previous.network.subnet,
         None => {
             let taken = engine.subnets_in_use().await.map_err(provision_failure)?;
@@ -106,7 +98,7 @@ async fn up(
         )
         .with_details(e.to_string())
     })?;
-    let changing: Vec<&Action> = actions.iter().filter(|a| a.changes()).collect();
+    let changing: Vec<Action> = actions.iter().filter(|a| a.changes()).cloned().collect();
     if !args.dry_run && changing.iter().any(|a| matches!(a, Action::Create { .. } | Action::Recreate { .. } | Action::Start { .. })) {
         let probe = engine.probe_privileges(&image, settings.cluster.security, &lab.name).await.map_err(provision_failure)?;
         if !probe.allowed {
@@ -118,22 +110,39 @@ async fn up(
             return Err(provision_failure(ProvisionError::PrivilegesRefused { mode, message: probe.message.unwrap_or_default() }));
         }
     }
-    // Every host port of a node that will start must be free now, before anything is made.
-    let starting: BTreeSet<&str> = changing.iter().map(|a| a.target()).collect();
-    let wanted: Vec<(IpAddr, u16)> = plan
-        .nodes
-        .iter()
-        .filter(|n| starting.contains(n.name.as_str()))
-        .flat_map(|n| n.ports.iter().map(|p| (p.host_ip, p.host_port)))
-        .collect();
-    let mut reservation = if args.dry_run {
-        None
-    } else {
-        Some(idp_host::ports::reserve(&wanted).map_err(|e| {
-            steps.failed("preflight");
-            Failure::new(PORT, e.to_string())
-        })?)
-    };
+    // Every host port of a node that will start must be free now, before anything is made;
+    // they stay reserved until Docker publishes them. A new lab's ports are chosen again
+    // when another process took one between the probe and the reservation.
+    let mut reservation = None;
+    let mut wanted = Vec::new();
+    for attempt in 0..=PORT_RETRIES {
+        // A node being recreated holds its own ports until it is removed: not checked.
+        let starting: BTreeSet<&str> =
+            changing.iter().filter(|a| matches!(a, Action::Create { .. } | Action::Start { .. })).map(|a| a.target()).collect();
+        wanted = plan
+            .nodes
+            .iter()
+            .filter(|n| starting.contains(n.name.as_str()))
+            .flat_map(|n| n.ports.iter().map(|p| (p.host_ip, p.host_port)))
+            .collect();
+        if args.dry_run {
+            break;
+        }
+        match idp_host::ports::reserve(&wanted) {
+            Ok(r) => {
+                reservation = Some(r);
+                break;
+            }
+            Err(_) if attempt < PORT_RETRIES && lab.record.as_ref().and_then(|r| r.ports.as_ref()).is_none() => {
+                settings = lab.ctx.settings()?;
+                plan = cluster::cluster_plan(&settings, subnet, info.bridge_mtu);
+            }
+            Err(e) => {
+                steps.failed("preflight");
+                return Err(Failure::new(PORT, e.to_string()));
+            }
+        }
+    }
     let ports = if wanted.is_empty() {
         "no port to publish".to_owned()
     } else {
@@ -174,6 +183,7 @@ async fn up(
         let mut actions = actions.clone();
         let mut busy = BTreeSet::new();
         let reserved = BTreeSet::new();
+        let mut refused = Vec::new();
         let mut attempt = 0;
         loop {
             let mut lines = Vec::new();
@@ -206,6 +216,20 @@ async fn up(
                     save(lab, &settings, &plan)?;
                     let observed = engine.inspect(&plan).await.map_err(provision_failure)?;
                     actions = cluster::plan(&plan, &observed, None, true).map_err(|e| Failure::new(CONFLICT, e.to_string()))?;
+                }
+                Err(ProvisionError::SubnetTaken { .. }) if attempt < PORT_RETRIES => {
+                    // Docker holds a new network's pool before it lists the network: skip the
+                    // subnet that failed, and give the other creator a moment.
+                    attempt += 1;
+                    refused.push(subnet);
+                    tokio::time::sleep(std::time::Duration::from_millis(300 * attempt as u64)).await;
+                    let mut taken = engine.subnets_in_use().await.map_err(provision_failure)?;
+                    taken.extend(refused.iter().copied());
+                    subnet = cluster::choose_subnet(&idp_host::net::routes(), &taken)
+                        .ok_or_else(|| Failure::new(PREFLIGHT, "no free /24 in 172.30.0.0/15 for the lab network"))?;
+                    steps.detail(&format!("the subnet was taken meanwhile; chose {subnet}"));
+                    plan = cluster::cluster_plan(&settings, subnet, info.bridge_mtu);
+                    save(lab, &settings, &plan)?;
                 }
                 Err(e) => {
                     steps.failed("nodes");

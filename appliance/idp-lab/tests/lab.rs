@@ -1,0 +1,475 @@
+//! The lab lifecycle against the real Docker Engine and the stand-in k3s node image
+//! (`cluster.security = "capabilities"`: this engine refuses privileged containers).
+//! Each test runs the binary as a user would, in an isolated home, and checks what
+//! Docker, the API server and the nodes' own invocation records show.
+
+use bollard::Docker;
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
+use idp_test::docker::{download_file, testnode_image};
+use idp_test::{DockerScope, IsolatedEnv, Need, require};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::process::Output;
+
+/// A lab of the test: its name, an isolated home and the stand-in image.
+struct Lab {
+    env: IsolatedEnv,
+    name: String,
+    image: String,
+    extra: Vec<(String, String)>,
+}
+
+impl Lab {
+    fn new(scope: &DockerScope, image: &str) -> Lab {
+        Lab { env: IsolatedEnv::new().expect("isolated env"), name: scope.lab_name(), image: image.to_owned(), extra: Vec::new() }
+    }
+
+    /// Another lab in the same home.
+    fn sibling(&self, scope: &DockerScope) -> Lab {
+        let mut env = IsolatedEnv::new().expect("isolated env");
+        for var in ["IDP_LAB_HOME", "HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"] {
+            if let Some(v) = self.env.vars().get(std::ffi::OsStr::new(var)) {
+                env.set(var, v);
+            }
+        }
+        Lab { env, name: scope.lab_name(), image: self.image.clone(), extra: self.extra.clone() }
+    }
+
+    fn set(mut self, var: &str, value: &str) -> Lab {
+        self.extra.push((var.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = self.env.command(env!("CARGO_BIN_EXE_idp-lab"));
+        cmd.current_dir(self.env.root())
+            .env("IDP_LAB_LAB_NAME", &self.name)
+            .env("IDP_LAB_CLUSTER_IMAGE", &self.image)
+            .env("IDP_LAB_CLUSTER_SECURITY", "capabilities")
+            .env("IDP_LAB_CLUSTER_MEMORY", "1g")
+            .env("NO_COLOR", "1")
+            .envs(self.extra.iter().map(|(k, v)| (k, v)))
+            .args(args);
+        cmd.output().expect("idp-lab runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "idp-lab {args:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&args)).expect("JSON on stdout")
+    }
+
+    fn node(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.name)
+    }
+
+    fn state_dir(&self) -> std::path::PathBuf {
+        self.env.idp_lab_home().join("labs").join(&self.name)
+    }
+
+    fn kubeconfig(&self) -> std::path::PathBuf {
+        self.env.home().join(".kube/config")
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every container, volume and network Docker holds (ids and names).
+async fn docker_objects(docker: &Docker) -> BTreeSet<String> {
+    let mut all = BTreeSet::new();
+    let containers =
+        docker.list_containers(Some(ListContainersOptionsBuilder::default().all(true).build())).await.expect("list containers");
+    all.extend(containers.into_iter().filter_map(|c| c.id).map(|id| format!("container {id}")));
+    let volumes = docker.list_volumes(None::<bollard::query_parameters::ListVolumesOptions>).await.expect("list volumes");
+    all.extend(volumes.volumes.unwrap_or_default().into_iter().map(|v| format!("volume {}", v.name)));
+    let networks = docker.list_networks(None::<bollard::query_parameters::ListNetworksOptions>).await.expect("list networks");
+    all.extend(networks.into_iter().filter_map(|n| n.id).map(|id| format!("network {id}")));
+    all
+}
+
+/// Container id, address and start time of each node: what a no-op `up` must keep.
+async fn fingerprint(docker: &Docker, nodes: &[String]) -> BTreeMap<String, (String, String, String, String)> {
+    let mut out = BTreeMap::new();
+    for node in nodes {
+        let c = docker.inspect_container(node, None::<InspectContainerOptions>).await.expect("inspect node");
+        let ip = c
+            .network_settings
+            .as_ref()
+            .and_then(|s| s.networks.as_ref())
+            .and_then(|n| n.values().next())
+            .and_then(|e| e.ip_address.clone());
+        let ports: BTreeMap<String, _> = c.network_settings.and_then(|s| s.ports).unwrap_or_default().into_iter().collect();
+        let ports = serde_json::to_string(&ports).unwrap_or_default();
+        out.insert(
+            node.clone(),
+            (c.id.unwrap_or_default(), ip.unwrap_or_default(), c.state.and_then(|s| s.started_at).unwrap_or_default(), ports),
+        );
+    }
+    out
+}
+
+async fn kubectl_get_nodes(lab: &Lab) -> Output {
+    let kubectl = idp_test::testbed().bin("kubectl");
+    let mut cmd = lab.env.command(kubectl);
+    cmd.args([
+        "--kubeconfig",
+        &lab.kubeconfig().display().to_string(),
+        "--context",
+        &format!("idp-lab-{}", lab.name),
+        "get",
+        "nodes",
+        "-o",
+        "json",
+    ]);
+    tokio::task::spawn_blocking(move || cmd.output().expect("kubectl runs")).await.expect("join")
+}
+
+fn invocation(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).expect("invocation.json is JSON")
+}
+
+/// The acceptance scenario of `up --profile standard --no-platform`: one server and two
+/// agents as the Docker API and the API server show them, a no-op second `up`, a
+/// recreated agent, stop/start, images import, pinned ports in `render`, and `down`
+/// leaving Docker as it found it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_lab_from_up_to_down() {
+    let _tb = require!(Need::Docker, Need::TestnodeImage, Need::KubeBinaries);
+    let image = testnode_image().await.expect("image");
+    let scope = DockerScope::new().await.expect("docker");
+    let docker = scope.docker().clone();
+    let before = docker_objects(&docker).await;
+    // Hold 443 (when free) so the lab's auto HTTPS port is not 443: render must later show
+    // the pinned port even when 443 is free again.
+    let hold_443 = TcpListener::bind(("127.0.0.1", 443)).ok();
+    let lab = Lab::new(&scope, &image);
+
+    let up = lab.json(&["up", "--profile", "standard", "--no-platform"]);
+    drop(hold_443);
+    let servers = [lab.node("server-0")];
+    let agents = [lab.node("agent-0"), lab.node("agent-1")];
+    let all: Vec<String> = servers.iter().chain(&agents).cloned().collect();
+    assert_eq!(up["nodes"].as_array().map(Vec::len), Some(3), "{up}");
+
+    // What the Docker API shows.
+    let status = lab.json(&["status"]);
+    let subnet = status["network"]["subnet"].as_str().expect("subnet").to_owned();
+    let prefix = subnet.trim_end_matches("0/24");
+    let api_port = status["ports"]["api"].as_u64().expect("api port");
+    let https_port = status["ports"]["https"].as_u64().expect("https port");
+    for (node, ip) in all.iter().zip([format!("{prefix}2"), format!("{prefix}16"), format!("{prefix}17")]) {
+        let c = docker.inspect_container(node, None::<InspectContainerOptions>).await.expect("inspect");
+        let host = c.host_config.clone().expect("host config");
+        assert_eq!(host.cgroupns_mode.map(|m| m.to_string()).as_deref(), Some("private"), "{node}");
+        let tmpfs = host.tmpfs.clone().unwrap_or_default();
+        assert!(tmpfs.contains_key("/run") && tmpfs.contains_key("/var/run"), "{node}: {tmpfs:?}");
+        assert_eq!(host.memory, Some(1 << 30), "{node}");
+        assert_eq!(host.privileged, Some(false), "{node}");
+        assert!(host.cap_add.clone().unwrap_or_default().iter().any(|c| c.contains("SYS_ADMIN")), "{node}");
+        let endpoint = c
+            .network_settings
+            .as_ref()
+            .and_then(|s| s.networks.as_ref())
+            .and_then(|n| n.get(&lab.name))
+            .expect("on the lab network")
+            .clone();
+        assert_eq!(endpoint.ip_address.as_deref(), Some(ip.as_str()), "{node}");
+        assert_eq!(endpoint.ipam_config.and_then(|i| i.ipv4_address).as_deref(), Some(ip.as_str()), "{node}: a static address");
+        let mounts = c.mounts.clone().unwrap_or_default();
+        for path in ["/var/lib/kubelet", "/var/lib/rancher/k3s", "/var/lib/cni", "/var/log"] {
+            let m = mounts.iter().find(|m| m.destination.as_deref() == Some(path)).unwrap_or_else(|| panic!("{node}: nothing at {path}"));
+            assert!(m.name.as_deref().is_some_and(|n| n.starts_with(node.as_str())), "{node}: {path} is not a named volume: {m:?}");
+        }
+        assert!(mounts.iter().any(|m| m.destination.as_deref() == Some("/proc/meminfo") && m.rw == Some(false)), "{node}: fake meminfo");
+        let ports = c.network_settings.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
+        let bound = |p: &str| {
+            ports
+                .get(p)
+                .cloned()
+                .flatten()
+                .and_then(|b| b.into_iter().next())
+                .map(|b| (b.host_ip.unwrap_or_default(), b.host_port.unwrap_or_default()))
+        };
+        if node.ends_with("server-0") {
+            assert_eq!(bound("6443/tcp"), Some(("127.0.0.1".into(), api_port.to_string())), "{node}");
+        } else {
+            assert_eq!(bound("30443/tcp").map(|b| b.0), Some("127.0.0.1".into()), "{node}: gateway on loopback");
+            assert!(bound("30080/tcp").is_some(), "{node}");
+        }
+        let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
+        assert_eq!(labels.get("dev.idp-lab.lab"), Some(&lab.name));
+        assert_eq!(labels.get("dev.idp-lab.role").map(String::as_str), Some(if node.contains("server") { "server" } else { "agent" }));
+    }
+
+    // The token: 0600, in no label and no environment.
+    let token_path = lab.state_dir().join("token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token_path).expect("token file").permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let token = std::fs::read_to_string(&token_path).expect("token").trim().to_owned();
+    assert!(token.len() >= 32);
+    for node in &all {
+        let c = docker.inspect_container(node, None::<InspectContainerOptions>).await.expect("inspect");
+        let config = c.config.expect("config");
+        assert!(!config.labels.unwrap_or_default().values().any(|v| v.contains(&token)), "{node}: token in a label");
+        assert!(!config.env.unwrap_or_default().iter().any(|v| v.contains(&token)), "{node}: token in the environment");
+    }
+
+    // The API server: three Nodes with their labels, taints and memory capacity.
+    let out = kubectl_get_nodes(&lab).await;
+    assert!(out.status.success(), "kubectl from the host: {}", stderr(&out));
+    let nodes: Value = serde_json::from_slice(&out.stdout).expect("nodes JSON");
+    let items = nodes["items"].as_array().expect("items");
+    assert_eq!(items.len(), 3);
+    let by_name = |n: &str| items.iter().find(|i| i["metadata"]["name"] == n).unwrap_or_else(|| panic!("no node {n}")).clone();
+    let server = by_name(&servers[0]);
+    assert!(
+        server["spec"]["taints"]
+            .as_array()
+            .expect("taints")
+            .iter()
+            .any(|t| t["key"] == "node-role.kubernetes.io/control-plane" && t["effect"] == "NoSchedule")
+    );
+    assert_eq!(by_name(&agents[0])["metadata"]["labels"]["role"], "infra");
+    assert_eq!(by_name(&agents[1])["metadata"]["labels"]["role"], "apps");
+    for item in items {
+        // The API server normalises the quantity (1048576Ki is written back as 1Gi).
+        let memory = item["status"]["capacity"]["memory"].as_str().expect("memory capacity");
+        assert_eq!(idp_core::cluster::parse_memory_quantity(memory), Some(1 << 30), "{}: {memory}", item["metadata"]["name"]);
+        // No CNI yet (flannel is off, Cilium comes with the platform): NotReady, as on k3s.
+        let ready =
+            item["status"]["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "Ready").expect("Ready").clone();
+        assert_eq!(ready["status"], "False", "{}", item["metadata"]["name"]);
+    }
+
+    // `/` is rshared inside the nodes, and the recorded k3s invocations.
+    for node in &all {
+        let out = std::process::Command::new("docker").args(["exec", node, "cat", "/proc/self/mountinfo"]).output().expect("docker exec");
+        let mountinfo = String::from_utf8_lossy(&out.stdout).into_owned();
+        let root =
+            mountinfo.lines().find(|l| l.split_whitespace().nth(4) == Some("/")).unwrap_or_else(|| panic!("{node}: no / in {mountinfo}"));
+        assert!(root.contains(" shared:"), "{node}: / is not shared: {root}");
+        let record =
+            invocation(&download_file(&docker, node, "/var/lib/rancher/k3s/idp-testnode/invocation.json").await.expect("invocation"));
+        let args: Vec<String> =
+            record["effective_args"].as_array().expect("args").iter().filter_map(|a| a.as_str().map(str::to_owned)).collect();
+        assert!(record["error"].is_null(), "{node}: {}", record["error"]);
+        assert!(record["env"].get("K3S_TOKEN").is_none(), "{node}: the token is passed as a file");
+        assert_eq!(record["env"]["K3S_KUBECONFIG_OUTPUT"], "/output/kubeconfig.yaml");
+        assert!(args.iter().any(|a| a == "--token-file=/etc/rancher/k3s/token" || a == "--token-file"), "{node}: {args:?}");
+        assert!(args.contains(&format!("--node-name={node}")), "{node}: {args:?}");
+        let server_only = ["--flannel-backend=none", "--disable=traefik,servicelb", "--disable-network-policy", "--disable-kube-proxy"];
+        if node.contains("server") {
+            for flag in server_only {
+                assert!(args.iter().any(|a| a == flag), "{node}: {flag} missing from {args:?}");
+            }
+            assert!(args.iter().any(|a| a.starts_with("--tls-san=")), "{node}");
+        } else {
+            assert_eq!(record["subcommand"], "agent");
+            for flag in server_only.iter().map(|f| f.split('=').next().unwrap_or(f)).chain(["--tls-san", "--cluster-init"]) {
+                assert!(!args.iter().any(|a| a.starts_with(flag)), "{node}: server-only {flag} on an agent: {args:?}");
+            }
+            assert!(args.iter().any(|a| a.starts_with("--server=") || a == "--server"), "{node}: joins through config.yaml: {args:?}");
+        }
+    }
+
+    // A second `up` changes nothing.
+    let fp = fingerprint(&docker, &all).await;
+    let again = lab.json(&["up", "--no-platform"]);
+    assert!(again["actions"].as_array().expect("actions").iter().all(|a| a["action"] == "keep"), "{again}");
+    assert_eq!(fingerprint(&docker, &all).await, fp, "a no-op up touched a node");
+
+    // Deleting one agent and running `up` recreates only it.
+    docker
+        .remove_container(&agents[1], Some(bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).v(true).build()))
+        .await
+        .expect("remove agent");
+    let repaired = lab.json(&["up", "--no-platform"]);
+    let changed: Vec<&str> = repaired["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter(|a| a["action"] != "keep")
+        .filter_map(|a| a["node"].as_str())
+        .collect();
+    assert_eq!(changed, [agents[1].as_str()], "{repaired}");
+    let after = fingerprint(&docker, &all).await;
+    assert_eq!(after[&servers[0]], fp[&servers[0]]);
+    assert_eq!(after[&agents[0]], fp[&agents[0]]);
+    assert_eq!(after[&agents[1]].1, fp[&agents[1]].1, "the recreated agent keeps its address");
+    assert_eq!(after[&agents[1]].3, fp[&agents[1]].3, "and its ports");
+
+    // stop then start keeps addresses and ports, and the kubeconfig still works.
+    let fp = fingerprint(&docker, &all).await;
+    lab.ok(&["stop"]);
+    assert_eq!(lab.json(&["status"])["state"], "stopped");
+    lab.ok(&["start"]);
+    let restarted = fingerprint(&docker, &all).await;
+    for node in &all {
+        assert_eq!(restarted[node].1, fp[node].1, "{node}: address");
+        assert_eq!(restarted[node].3, fp[node].3, "{node}: ports");
+    }
+    let out = kubectl_get_nodes(&lab).await;
+    assert!(out.status.success(), "kubectl after start: {}", stderr(&out));
+
+    // `render` for this lab uses the pinned HTTPS port, whatever listens on the host now.
+    let listen_on_pinned = TcpListener::bind(("127.0.0.1", u16::try_from(https_port).expect("port"))).ok();
+    let rendered = lab.ok(&["render"]);
+    drop(listen_on_pinned);
+    if https_port == 443 {
+        assert!(!rendered.contains(".nip.io:443"), "443 is never written into URLs");
+    } else {
+        assert!(rendered.contains(&format!(".nip.io:{https_port}")), "render does not use the pinned port {https_port}");
+    }
+
+    // images import of a locally built image reaches every node's images directory.
+    let local = format!("idp-lab-test/import-{}:v1", lab.name);
+    let rootfs = lab.env.root().join("import.tar");
+    {
+        let mut builder = tar::Builder::new(std::fs::File::create(&rootfs).expect("create rootfs tar"));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, "hello.txt", &b"hello"[..]).expect("append");
+        builder.finish().expect("finish");
+    }
+    let imported =
+        std::process::Command::new("docker").args(["import", &rootfs.display().to_string(), &local]).output().expect("docker import");
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let result = lab.json(&["images", "import", &local]);
+    let file = result["files"][0].as_str().expect("a file").to_owned();
+    for node in &all {
+        let bytes = download_file(&docker, node, &format!("/var/lib/rancher/k3s/agent/images/{file}"))
+            .await
+            .expect("the image tarball is in the node");
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let names: Vec<String> =
+            archive.entries().expect("a tar").filter_map(|e| e.ok()?.path().ok().map(|p| p.display().to_string())).collect();
+        assert!(names.iter().any(|n| n == "manifest.json"), "{node}: not a docker save archive: {names:?}");
+    }
+    let _ = std::process::Command::new("docker").args(["image", "rm", &local]).output();
+
+    // `down` leaves Docker as it was before `up`, and no kubeconfig entry.
+    let down = lab.json(&["down"]);
+    assert_eq!(down[0]["removed"]["containers"].as_array().map(Vec::len), Some(3), "{down}");
+    assert_eq!(docker_objects(&docker).await, before, "down left something behind, or removed something it did not make");
+    let kubeconfig = std::fs::read_to_string(lab.kubeconfig()).unwrap_or_default();
+    assert!(!kubeconfig.contains(&format!("idp-lab-{}", lab.name)), "{kubeconfig}");
+    assert!(!lab.state_dir().exists(), "the state directory is gone");
+    assert_eq!(lab.json(&["status"])["state"], "absent");
+    scope.cleanup().await.expect("nothing left");
+}
+
+/// A taken port stops `up` before anything is created; two labs side by side get their
+/// own names, subnets and ports; a changed configuration needs `--recreate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taken_ports_refuse_and_two_labs_run_side_by_side() {
+    let _tb = require!(Need::Docker, Need::TestnodeImage, Need::KubeBinaries);
+    let image = testnode_image().await.expect("image");
+    let scope = DockerScope::new().await.expect("docker");
+    let taken = TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let blocked = Lab::new(&scope, &image)
+        .set("IDP_LAB_NETWORK_API_PORT", &port)
+        .set("IDP_LAB_CLUSTER_AGENTS", "0")
+        .set("IDP_LAB_CLUSTER_POOLS", "[]");
+    let out = blocked.run(&["up", "--no-platform"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("port {port}")), "the port is named: {}", stderr(&out));
+    assert!(scope.leftovers().await.expect("leftovers").is_empty(), "nothing was created");
+    drop(taken);
+
+    let a = Lab::new(&scope, &image).set("IDP_LAB_CLUSTER_AGENTS", "1").set("IDP_LAB_CLUSTER_POOLS", "[]");
+    let b = a.sibling(&scope);
+    let (ra, rb) = {
+        let (a2, b2) = (&a, &b);
+        std::thread::scope(|s| {
+            let ha = s.spawn(|| a2.run(&["up", "--no-platform", "-o", "json"]));
+            let hb = s.spawn(|| b2.run(&["up", "--no-platform", "-o", "json"]));
+            (ha.join().expect("thread a"), hb.join().expect("thread b"))
+        })
+    };
+    assert!(ra.status.success(), "lab a: {}", stderr(&ra));
+    assert!(rb.status.success(), "lab b: {}", stderr(&rb));
+    let (sa, sb) = (a.json(&["status"]), b.json(&["status"]));
+    assert_ne!(sa["network"]["subnet"], sb["network"]["subnet"]);
+    let ports = |s: &Value| -> BTreeSet<u64> {
+        let p = &s["ports"];
+        let mut all: BTreeSet<u64> = [&p["http"], &p["https"], &p["api"]].iter().filter_map(|v| v.as_u64()).collect();
+        all.extend(p["gateway"].as_array().into_iter().flatten().flat_map(|g| [g["http"].as_u64(), g["https"].as_u64()]).flatten());
+        all
+    };
+    assert!(ports(&sa).is_disjoint(&ports(&sb)), "{sa} {sb}");
+    let listed = a.json(&["list"]);
+    let names: Vec<&str> = listed.as_array().expect("list").iter().filter_map(|l| l["name"].as_str()).collect();
+    assert!(names.contains(&a.name.as_str()) && names.contains(&b.name.as_str()), "{listed}");
+
+    // A change that needs new nodes is refused with the differences, then --recreate.
+    let changed = Lab {
+        extra: vec![
+            ("IDP_LAB_CLUSTER_AGENTS".into(), "1".into()),
+            ("IDP_LAB_CLUSTER_POOLS".into(), "[]".into()),
+            ("IDP_LAB_CLUSTER_MEMORY".into(), "2g".into()),
+        ],
+        ..a
+    };
+    let out = changed.run(&["up", "--no-platform"]);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(stderr(&out).contains("memory"), "{}", stderr(&out));
+    let recreated = changed.json(&["up", "--no-platform", "--recreate"]);
+    assert!(recreated["actions"].as_array().expect("actions").iter().any(|a| a["action"] == "recreate"), "{recreated}");
+
+    let down = changed.json(&["down", "--all", "--yes"]);
+    assert_eq!(down.as_array().map(Vec::len), Some(2), "{down}");
+    assert!(scope.leftovers().await.expect("leftovers").is_empty());
+    scope.cleanup().await.expect("nothing left");
+}
+
+/// A node that cannot start fails `up` with the node's own words, its logs saved, and
+/// the state kept so the next `up` can continue; doctor says privileged containers are
+/// refused here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_node_is_named_with_its_log_and_doctor_reports_privileges() {
+    let _tb = require!(Need::Docker, Need::TestnodeImage, Need::KubeBinaries);
+    let image = testnode_image().await.expect("image");
+    let scope = DockerScope::new().await.expect("docker");
+    let lab = Lab::new(&scope, &image)
+        .set("IDP_LAB_CLUSTER_AGENTS", "0")
+        .set("IDP_LAB_CLUSTER_POOLS", "[]")
+        .set("IDP_LAB_CLUSTER_K3S_ARGS", "[\"--no-such-flag\"]")
+        .set("IDP_LAB_TIMEOUTS_CLUSTER", "60s");
+    let out = lab.run(&["up", "--no-platform"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(err.contains(&lab.node("server-0")), "names the node: {err}");
+    assert!(err.contains("flag provided but not defined: -no-such-flag"), "shows k3s' own words: {err}");
+    assert!(err.contains("Node logs were saved to"), "{err}");
+    assert!(err.contains("idp-lab down"), "says how to clean up: {err}");
+    let logs = lab.state_dir().join("logs");
+    assert!(std::fs::read_dir(&logs).map(|d| d.count()).unwrap_or(0) > 0, "logs saved in {}", logs.display());
+    lab.ok(&["down"]);
+
+    let privileged = Lab::new(&scope, &image).set("IDP_LAB_CLUSTER_SECURITY", "privileged");
+    let out = {
+        let mut cmd = privileged.env.command(env!("CARGO_BIN_EXE_idp-lab"));
+        cmd.current_dir(privileged.env.root())
+            .env("IDP_LAB_CLUSTER_IMAGE", &image)
+            .env("IDP_LAB_LAB_NAME", &privileged.name)
+            .args(["doctor"]);
+        cmd.output().expect("doctor runs")
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "{text}\n{}", stderr(&out));
+    assert!(text.contains("privileged containers are refused"), "{text}");
+    assert!(scope.leftovers().await.expect("leftovers").is_empty(), "the probe containers are removed");
+    scope.cleanup().await.expect("nothing left");
+}
