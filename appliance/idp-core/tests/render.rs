@@ -210,6 +210,18 @@ fn bootstrap_helm_charts_are_pinned() {
         if url == "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.1/standard-install.yaml" && version == "v1.2.1"));
 }
 
+/// Cilium writes its CNI configuration where k3s (flannel off) reads it, the same
+/// directory provisioning knows nodes wait on, and talks to the API at the first server.
+#[test]
+fn cilium_writes_its_cni_config_where_k3s_reads_it() {
+    let r = rendered("standard");
+    let cilium = yaml::parse_document(s(&find(&r, "HelmChart", "cilium")["spec"]["valuesContent"])).expect("values parse");
+    assert_eq!(cilium["cni"]["confPath"], idp_core::cluster::CNI_CONF_DIR);
+    assert!(s(&cilium["cni"]["binPath"]).starts_with("/var/lib/rancher/k3s/"), "{}", cilium["cni"]["binPath"]);
+    assert_eq!(cilium["k8sServiceHost"], idp_core::settings::node_name("idp-lab", idp_core::settings::NodeRole::Server, 0));
+    assert_eq!(cilium["kubeProxyReplacement"], true, "k3s runs with --disable-kube-proxy");
+}
+
 #[test]
 fn the_prod_dial_sets_real_ha_keys() {
     let r = rendered("full");
