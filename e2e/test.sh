@@ -16,6 +16,9 @@ CI=${CI:-false}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/idp-lab/target}
 export IDP_LAB_TESTBED=${IDP_LAB_TESTBED:-$HOME/.cache/idp-lab-testbed}
 export IDP_LAB_SKIP_LOG=${IDP_LAB_SKIP_LOG:-$(mktemp -t idp-lab-skips.XXXXXX)}
+# The shared fixtures beside this checkout, found from here at run time (a test binary
+# reused from the shared target dir must not look beside the clone that built it).
+export IDP_LAB_SHARED=${IDP_LAB_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 : > "$IDP_LAB_SKIP_LOG"
 LOG=$(mktemp -t idp-lab-test.XXXXXX)
 mkdir -p "$IDP_LAB_TESTBED"
@@ -43,6 +46,17 @@ if ! cargo build --workspace --all-targets --locked; then
   fail "cargo build"
   echo "idp-lab: 0 passed, 1 failed"
   exit 1
+fi
+
+# Unused dependencies fail the run (cargo-machete reads every crate's sources).
+say "unused dependencies (cargo machete)"
+if ! command -v cargo-machete >/dev/null 2>&1; then
+  cargo install --locked cargo-machete >/dev/null 2>&1 || true
+fi
+if command -v cargo-machete >/dev/null 2>&1; then
+  if cargo machete; then pass "no unused dependencies"; else fail "cargo machete found unused dependencies"; fi
+else
+  skip "unused-dependency check" "cargo install cargo-machete failed (no crates.io?)"
 fi
 
 # 3. The stand-in k3s node image, built once here so parallel test processes find it.

@@ -30,4 +30,9 @@ docker run --rm --privileged --entrypoint /bin/k3s "$IDP_LAB_REAL_K3S_IMAGE" --v
   || unverified "this Docker daemon refuses privileged containers, which real k3s nodes need"
 
 echo "real-image suite: $IDP_LAB_REAL_K3S_IMAGE"
-exec cargo test -p idp-test --test smoke real_k3s -- --ignored --nocapture
+status=0
+cargo test -p idp-test --test smoke real_k3s -- --ignored --nocapture || status=1
+# The lab lifecycle (up --no-platform, re-up, recreate, stop/start, images import, down),
+# privileged, on the real image.
+cargo test -p idp-lab --test lab real_k3s -- --ignored --nocapture || status=1
+exit $status

@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::process::Output;
 
-/// A lab of the test: its name, an isolated home and the stand-in image.
+/// A lab of the test: its name, an isolated home and the node image (the stand-in,
+/// with `cluster.security = "capabilities"`, unless a test sets otherwise).
 struct Lab {
     env: IsolatedEnv,
     name: String,
@@ -22,7 +23,8 @@ struct Lab {
 
 impl Lab {
     fn new(scope: &DockerScope, image: &str) -> Lab {
-        Lab { env: IsolatedEnv::new().expect("isolated env"), name: scope.lab_name(), image: image.to_owned(), extra: Vec::new() }
+        let extra = vec![("IDP_LAB_CLUSTER_SECURITY".to_owned(), "capabilities".to_owned())];
+        Lab { env: IsolatedEnv::new().expect("isolated env"), name: scope.lab_name(), image: image.to_owned(), extra }
     }
 
     /// Another lab in the same home.
@@ -46,7 +48,6 @@ impl Lab {
         cmd.current_dir(self.env.root())
             .env("IDP_LAB_LAB_NAME", &self.name)
             .env("IDP_LAB_CLUSTER_IMAGE", &self.image)
-            .env("IDP_LAB_CLUSTER_SECURITY", "capabilities")
             .env("IDP_LAB_CLUSTER_MEMORY", "1g")
             .env("NO_COLOR", "1")
             .envs(self.extra.iter().map(|(k, v)| (k, v)))
@@ -133,25 +134,92 @@ async fn kubectl_get_nodes(lab: &Lab) -> Output {
     tokio::task::spawn_blocking(move || cmd.output().expect("kubectl runs")).await.expect("join")
 }
 
+/// The shape of a JSON value: its keys, with types for leaves and the first element for arrays.
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        Value::Array(a) => Value::Array(a.first().map(shape).into_iter().collect()),
+        Value::String(_) => "string".into(),
+        Value::Number(_) => "number".into(),
+        Value::Bool(_) => "boolean".into(),
+        Value::Null => "null".into(),
+    }
+}
+
+/// Every field path of a JSON value (`nodes[].name`).
+fn paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                out.push(path.clone());
+                paths(v, &path, out);
+            }
+        }
+        Value::Array(a) => {
+            if let Some(first) = a.first() {
+                paths(first, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `status -o json` of a running lab keeps its documented shape (docs/status.md).
+fn status_shape_is_documented(status: &Value) {
+    insta::assert_json_snapshot!("status_shape", shape(status));
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/status.md")).expect("docs/status.md");
+    let mut all = Vec::new();
+    paths(status, "", &mut all);
+    for path in all {
+        assert!(doc.contains(&format!("| `{path}` |")), "docs/status.md does not describe `{path}`");
+    }
+}
+
 fn invocation(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).expect("invocation.json is JSON")
 }
 
-/// The acceptance scenario of `up --profile standard --no-platform`: one server and two
-/// agents as the Docker API and the API server show them, a no-op second `up`, a
-/// recreated agent, stop/start, images import, pinned ports in `render`, and `down`
-/// leaving Docker as it found it.
+/// The acceptance scenario of `up --profile standard --no-platform` on the stand-in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standard_lab_from_up_to_down() {
     let _tb = require!(Need::Docker, Need::TestnodeImage, Need::KubeBinaries);
     let image = testnode_image().await.expect("image");
+    lifecycle(&image, Nodes::StandIn).await;
+}
+
+/// The same scenario on real rancher/k3s, privileged: `e2e/real/run.sh` runs it where the
+/// image and privileged containers exist (never on the project's machines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real rancher/k3s image and privileged containers: e2e/real/run.sh"]
+async fn real_k3s_standard_lab_from_up_to_down() {
+    let _tb = require!(Need::Docker, Need::KubeBinaries);
+    let image = std::env::var("IDP_LAB_REAL_K3S_IMAGE").unwrap_or_else(|_| idp_core::config::K3S_IMAGE.to_owned());
+    lifecycle(&image, Nodes::RealK3s).await;
+}
+
+/// Which node image a scenario runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nodes {
+    /// The stand-in, with explicit capabilities; it records its invocation.
+    StandIn,
+    /// Real k3s, privileged.
+    RealK3s,
+}
+
+/// One server and two agents as the Docker API and the API server show them, a no-op
+/// second `up`, a recreated agent, stop/start, images import, pinned ports in `render`,
+/// and `down` leaving Docker as it found it.
+async fn lifecycle(image: &str, kind: Nodes) {
     let scope = DockerScope::new().await.expect("docker");
     let docker = scope.docker().clone();
     let before = docker_objects(&docker).await;
     // Hold 443 (when free) so the lab's auto HTTPS port is not 443: render must later show
     // the pinned port even when 443 is free again.
     let hold_443 = TcpListener::bind(("127.0.0.1", 443)).ok();
-    let lab = Lab::new(&scope, &image);
+    let mut lab = Lab::new(&scope, image);
+    let security = if kind == Nodes::RealK3s { "privileged" } else { "capabilities" };
+    lab = lab.set("IDP_LAB_CLUSTER_SECURITY", security);
 
     let up = lab.json(&["up", "--profile", "standard", "--no-platform"]);
     drop(hold_443);
@@ -162,6 +230,9 @@ async fn standard_lab_from_up_to_down() {
 
     // What the Docker API shows.
     let status = lab.json(&["status"]);
+    if kind == Nodes::StandIn {
+        status_shape_is_documented(&status);
+    }
     let subnet = status["network"]["subnet"].as_str().expect("subnet").to_owned();
     let prefix = subnet.trim_end_matches("0/24");
     let api_port = status["ports"]["api"].as_u64().expect("api port");
@@ -173,8 +244,12 @@ async fn standard_lab_from_up_to_down() {
         let tmpfs = host.tmpfs.clone().unwrap_or_default();
         assert!(tmpfs.contains_key("/run") && tmpfs.contains_key("/var/run"), "{node}: {tmpfs:?}");
         assert_eq!(host.memory, Some(1 << 30), "{node}");
-        assert_eq!(host.privileged, Some(false), "{node}");
-        assert!(host.cap_add.clone().unwrap_or_default().iter().any(|c| c.contains("SYS_ADMIN")), "{node}");
+        if kind == Nodes::StandIn {
+            assert_eq!(host.privileged, Some(false), "{node}");
+            assert!(host.cap_add.clone().unwrap_or_default().iter().any(|c| c.contains("SYS_ADMIN")), "{node}");
+        } else {
+            assert_eq!(host.privileged, Some(true), "{node}");
+        }
         let endpoint = c
             .network_settings
             .as_ref()
@@ -257,6 +332,9 @@ async fn standard_lab_from_up_to_down() {
         let root =
             mountinfo.lines().find(|l| l.split_whitespace().nth(4) == Some("/")).unwrap_or_else(|| panic!("{node}: no / in {mountinfo}"));
         assert!(root.contains(" shared:"), "{node}: / is not shared: {root}");
+        if kind == Nodes::RealK3s {
+            continue;
+        }
         let record =
             invocation(&download_file(&docker, node, "/var/lib/rancher/k3s/idp-testnode/invocation.json").await.expect("invocation"));
         let args: Vec<String> =
@@ -357,6 +435,7 @@ async fn standard_lab_from_up_to_down() {
         assert!(names.iter().any(|n| n == "manifest.json"), "{node}: not a docker save archive: {names:?}");
     }
     let _ = std::process::Command::new("docker").args(["image", "rm", &local]).output();
+    let _ = image;
 
     // `down` leaves Docker as it was before `up`, and no kubeconfig entry.
     let down = lab.json(&["down"]);
@@ -414,14 +493,7 @@ async fn taken_ports_refuse_and_two_labs_run_side_by_side() {
     assert!(names.contains(&a.name.as_str()) && names.contains(&b.name.as_str()), "{listed}");
 
     // A change that needs new nodes is refused with the differences, then --recreate.
-    let changed = Lab {
-        extra: vec![
-            ("IDP_LAB_CLUSTER_AGENTS".into(), "1".into()),
-            ("IDP_LAB_CLUSTER_POOLS".into(), "[]".into()),
-            ("IDP_LAB_CLUSTER_MEMORY".into(), "2g".into()),
-        ],
-        ..a
-    };
+    let changed = a.set("IDP_LAB_CLUSTER_MEMORY", "2g");
     let out = changed.run(&["up", "--no-platform"]);
     assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
     assert!(stderr(&out).contains("memory"), "{}", stderr(&out));

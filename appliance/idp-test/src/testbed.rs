@@ -90,8 +90,14 @@ pub struct Testbed {
 }
 
 /// Locates the test bed from the environment (see [`TESTBED_ENV`] and [`SHARED_ENV`]).
+///
+/// Paths are found at run time: `CARGO_MANIFEST_DIR` as cargo and nextest set it for the
+/// running test (every crate sits at `appliance/<crate>`), so a test binary that a shared
+/// `CARGO_TARGET_DIR` built in another clone still looks in this clone and its `../shared`.
+/// The path compiled in is only the fallback for a binary run by hand.
 pub fn testbed() -> Testbed {
-    let repo_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let repo_root = manifest_dir.join("../..");
     let repo_root = repo_root.canonicalize().unwrap_or(repo_root);
     let cache_dir = non_empty_env(TESTBED_ENV).map(PathBuf::from).unwrap_or_else(|| {
         let home = non_empty_env("HOME").unwrap_or_else(|| "/root".into());

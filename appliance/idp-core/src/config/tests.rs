@@ -195,3 +195,33 @@ proptest! {
         let _ = env_layer([(key, value)], COMPONENTS);
     }
 }
+
+#[test]
+fn registered_non_config_variables_are_ignored_and_only_those() {
+    for var in schema::ENV_VARS {
+        let layer = env_layer([(var.name, "anything")], COMPONENTS).unwrap_or_else(|e| panic!("{}: {e}", var.name));
+        assert!(layer.is_empty(), "{} is not configuration", var.name);
+    }
+    assert!(schema::is_reserved_env("IDP_LAB_REAL_K3S_IMAGE"), "the real-image suite exports it");
+    let err = env_layer([("IDP_LAB_REAL_K3S_IMAGEX", "x")], COMPONENTS).expect_err("not registered");
+    assert_eq!(err.diagnostics.len(), 1);
+    assert!(err.diagnostics[0].hint.as_deref().is_some_and(|h| h.contains("IDP_LAB_REAL_K3S_IMAGE")), "{err}");
+    // Configuration keys still read alongside.
+    let layer = env_layer([("IDP_LAB_REAL_K3S_IMAGE", "rancher/k3s:x"), ("IDP_LAB_CLUSTER_AGENTS", "3")], COMPONENTS).expect("valid");
+    assert_eq!(layer.get("cluster.agents"), Some(&serde_json::json!(3)));
+}
+
+#[test]
+fn server_taints_and_node_ports_are_checked() {
+    let c = parse("[cluster]\nserver_taints = []\n[network]\nhttp_nodeport = 30000\nhttps_nodeport = 32767\n").expect("valid");
+    assert!(c.cluster.server_taints.is_empty());
+    assert_eq!((c.network.http_nodeport, c.network.https_nodeport), (30000, 32767));
+    assert_eq!(parse("").expect("defaults").cluster.server_taints, ["node-role.kubernetes.io/control-plane:NoSchedule"]);
+    let err =
+        parse("[cluster]\nserver_taints = [\"ok:NoSchedule\", \"bad\"]\n[network]\nhttps_nodeport = 443\n").expect_err("two problems");
+    let shown = err.to_string();
+    assert!(shown.contains("cluster.server_taints[1]: expected a taint"), "{shown}");
+    assert!(shown.contains("network.https_nodeport: expected an integer from 30000 to 32767"), "{shown}");
+    assert_eq!(err.diagnostics.len(), 2, "{shown}");
+    assert_eq!(err.diagnostics[0].line, 2);
+}
