@@ -683,7 +683,8 @@ impl Provider for Engine {
         let mut to_start: Vec<&NodeSpec> = Vec::new();
         for action in actions {
             match action {
-                Action::CreateNetwork { .. } => {
+                Action::CreateNetwork { reason } => {
+                    tracing::info!(network = %plan.network.name, subnet = %plan.network.subnet, %reason, "creating the lab network");
                     self.create_network(plan).await?;
                     progress(Progress::NetworkCreated { name: plan.network.name.clone() });
                 }
@@ -691,7 +692,8 @@ impl Provider for Engine {
                     self.remove_node(node).await?;
                     progress(Progress::NodeRemoved { node: node.clone() });
                 }
-                Action::Create { node, .. } | Action::Recreate { node, .. } => {
+                Action::Create { node, reason } | Action::Recreate { node, reason } => {
+                    tracing::info!(%node, action = action.verb(), %reason, "node");
                     let spec = plan.node(node).ok_or_else(|| ProvisionError::NoSuchNode {
                         lab: plan.lab.clone(),
                         node: node.clone(),
