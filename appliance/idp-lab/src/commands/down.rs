@@ -52,11 +52,11 @@ pub fn run(global: &Global, printer: Printer, args: DownArgs) -> Result<(), Fail
                     .iter()
                     .map(|d| {
                         let mut line = format!(
-                            "Lab \"{}\" removed: {} containers, {} volumes, {} networks{}",
+                            "Lab \"{}\" removed: {}, {}, {}{}",
                             d.lab,
-                            d.removed.containers.len(),
-                            d.removed.volumes.len(),
-                            d.removed.networks.len(),
+                            count(d.removed.containers.len(), "container"),
+                            count(d.removed.volumes.len(), "volume"),
+                            count(d.removed.networks.len(), "network"),
                             if d.kubeconfig_entries { ", its kubeconfig context" } else { "" }
                         );
                         if d.ca_kept {
@@ -70,6 +70,10 @@ pub fn run(global: &Global, printer: Printer, args: DownArgs) -> Result<(), Fail
             &results,
         )
     })
+}
+
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Removes the lab's state directory, keeping only `ca/` unless `purge`; returns

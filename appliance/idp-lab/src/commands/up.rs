@@ -27,6 +27,11 @@ struct UpResult<'a> {
     actions: &'a [Action],
     api: String,
     kubeconfig: Option<String>,
+    /// The loopback ports publishing each Gateway node's node ports (the lab daemon
+    /// forwards the HTTPS entry to them).
+    gateway: &'a [settings::GatewayPorts],
+    /// The plan, with `--dry-run`.
+    plan: Option<&'a ClusterPlan>,
     nodes: Vec<KubeNode>,
     seconds: f64,
 }
@@ -146,7 +151,12 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
     let ports = if wanted.is_empty() {
         "no port to publish".to_owned()
     } else {
-        format!("ports {} free", wanted.iter().map(|(_, p)| p.to_string()).collect::<Vec<_>>().join(" "))
+        let list = wanted.iter().map(|(_, p)| p.to_string()).collect::<Vec<_>>().join(" ");
+        let busy = idp_host::net::busy_ports(&wanted);
+        match (args.dry_run, busy.is_empty()) {
+            (false, _) | (true, true) => format!("ports {list} free"),
+            (true, false) => format!("ports {list}; taken now: {}", busy.iter().map(u16::to_string).collect::<Vec<_>>().join(" ")),
+        }
     };
     steps.done(&format!(
         "preflight: docker {} (API {}), {} CPU, subnet {subnet}, {ports}",
@@ -280,6 +290,8 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
         actions: &actions,
         api: api.clone(),
         kubeconfig: merged.as_ref().map(|p| p.display().to_string()),
+        gateway: &settings.network.ports.gateway,
+        plan: None,
         nodes,
         seconds: began.elapsed().as_secs_f64(),
     };
@@ -289,6 +301,15 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
             let mut out =
                 format!("Lab \"{}\" is up in {} (cluster only: --no-platform).\n", lab.name, crate::progress::seconds(began.elapsed()));
             out.push_str(&format!("  API:        {api}\n"));
+            let gateway: Vec<String> =
+                result.gateway.iter().map(|g| format!("{} http 127.0.0.1:{} https 127.0.0.1:{}", g.node, g.http, g.https)).collect();
+            out.push_str(&format!(
+                "  Gateway:    {} (node ports {}/{}; the lab daemon will serve https :{})\n",
+                gateway.join(", "),
+                settings.network.http_nodeport,
+                settings.network.https_nodeport,
+                settings.network.ports.https
+            ));
             match &result.kubeconfig {
                 Some(path) => out.push_str(&format!(
                     "  Kubeconfig: context {context} in {path}{}\n",
@@ -337,18 +358,25 @@ fn print_plan(printer: Printer, lab: &str, actions: &[Action], plan: &ClusterPla
         actions,
         api: String::new(),
         kubeconfig: None,
+        gateway: &[],
+        plan: Some(plan),
         nodes: Vec::new(),
         seconds: began.elapsed().as_secs_f64(),
     };
-    let _ = plan;
     printer.result(
         || {
             let rows: Vec<Vec<String>> =
                 actions.iter().map(|a| vec![a.verb().to_owned(), a.target().to_owned(), a.reason().to_owned()]).collect();
-            format!(
+            let mut out = format!(
                 "Plan for lab \"{lab}\" (--dry-run: nothing was changed):\n{}",
                 crate::printer::table(&["ACTION", "TARGET", "WHY"], &rows)
-            )
+            );
+            out.push_str(&format!("Network {} ({}), nodes:\n", plan.network.name, plan.network.subnet));
+            for n in &plan.nodes {
+                let ports: Vec<String> = n.ports.iter().map(|p| format!("{}:{}->{}", p.host_ip, p.host_port, p.container_port)).collect();
+                out.push_str(&format!("  {} {} {} {}\n    k3s {}\n", n.name, n.ip, n.image, ports.join(" "), n.args.join(" ")));
+            }
+            out
         },
         &result,
     )
