@@ -225,3 +225,42 @@ fn server_taints_and_node_ports_are_checked() {
     assert_eq!(err.diagnostics.len(), 2, "{shown}");
     assert_eq!(err.diagnostics[0].line, 2);
 }
+
+#[test]
+fn layers_know_whether_they_set_anything() {
+    assert!(Layer::new(Origin::Env("x".into())).is_empty());
+    let layer = env_layer([("IDP_LAB_CLUSTER_AGENTS", "3")], COMPONENTS).expect("valid");
+    assert!(!layer.is_empty());
+    let mut flags = Layer::new(Origin::Env("--profile".into()));
+    flags.set_flag("lab.profile", serde_json::json!("full"));
+    assert_eq!(flags.get("lab.profile"), Some(&serde_json::json!("full")));
+    assert!(!flags.is_empty());
+}
+
+#[test]
+fn the_profile_flag_names_the_resolved_profile() {
+    let inputs = crate::profiles::Inputs { profile_flag: Some("workshop"), ..Default::default() };
+    let c = crate::profiles::resolve(&inputs, COMPONENTS).expect("resolves");
+    assert_eq!(c.lab.profile, "workshop");
+}
+
+#[test]
+fn errors_print_one_per_line_without_a_leading_blank() {
+    let one = parse("[cluster]\nagents = \"x\"\n").expect_err("one problem").to_string();
+    assert!(!one.starts_with('\n') && !one.contains("\n\n"), "{one:?}");
+    let two = parse("[cluster]\nagents = \"x\"\nservers = 0\n").expect_err("two problems").to_string();
+    assert_eq!(two.lines().filter(|l| l.starts_with("idp-lab.toml:")).count(), 2, "{two}");
+    assert!(!two.starts_with('\n'), "{two:?}");
+}
+
+#[test]
+fn port_settings_read_auto_and_ports_only() {
+    let read = |v: serde_json::Value| serde_json::from_value::<PortSetting>(v);
+    assert_eq!(read(serde_json::json!("auto")).expect("auto"), PortSetting::Auto);
+    assert_eq!(read(serde_json::json!(8443)).expect("port"), PortSetting::Fixed(8443));
+    for bad in [serde_json::json!("automatic"), serde_json::json!(0), serde_json::json!(70000), serde_json::json!(true)] {
+        assert!(read(bad.clone()).is_err(), "{bad}");
+    }
+    assert_eq!(serde_json::to_value(PortSetting::Auto).expect("json"), serde_json::json!("auto"));
+    assert_eq!(serde_json::to_value(PortSetting::Fixed(80)).expect("json"), serde_json::json!(80));
+}

@@ -142,8 +142,16 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
                 settings = lab.ctx.settings()?;
                 plan = cluster::cluster_plan(&settings, subnet, info.bridge_mtu);
             }
-            Err(e) => {
+            Err(mut e) => {
                 steps.failed("preflight");
+                let ports = &settings.network.ports;
+                e.setting = if e.port == ports.api {
+                    Some("network.api_port")
+                } else if ports.gateway.iter().any(|g| g.http == e.port || g.https == e.port) {
+                    None
+                } else {
+                    Some("network.http_nodeport or network.https_nodeport")
+                };
                 return Err(Failure::new(PORT, e.to_string()));
             }
         }
