@@ -145,13 +145,8 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
             Err(mut e) => {
                 steps.failed("preflight");
                 let ports = &settings.network.ports;
-                e.setting = if e.port == ports.api {
-                    Some("network.api_port")
-                } else if ports.gateway.iter().any(|g| g.http == e.port || g.https == e.port) {
-                    None
-                } else {
-                    Some("network.http_nodeport or network.https_nodeport")
-                };
+                // The other published ports are the Gateway's loopback ports, chosen by idp-lab.
+                e.setting = (e.port == ports.api).then_some("network.api_port");
                 return Err(Failure::new(PORT, e.to_string()));
             }
         }
