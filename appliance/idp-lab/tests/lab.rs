@@ -463,7 +463,11 @@ async fn taken_ports_refuse_and_two_labs_run_side_by_side() {
         .set("IDP_LAB_CLUSTER_POOLS", "[]");
     let out = blocked.run(&["up", "--no-platform"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("port {port}")), "the port is named: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("port {port}")) && stderr(&out).contains("network.api_port"),
+        "the port and its key are named: {}",
+        stderr(&out)
+    );
     assert!(scope.leftovers().await.expect("leftovers").is_empty(), "nothing was created");
     drop(taken);
 
