@@ -42,6 +42,12 @@ pub fn write_stdout(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// Raw output that streams to stdout as it comes (`logs -f`); a closed pipe ends it
+/// quietly, like [`write_stdout`].
+pub fn raw_stdout() -> impl Write + Send {
+    std::io::stdout()
+}
+
 /// Formats rows as aligned columns.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

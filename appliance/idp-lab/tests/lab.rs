@@ -213,6 +213,9 @@ enum Nodes {
 async fn lifecycle(image: &str, kind: Nodes) {
     let scope = DockerScope::new().await.expect("docker");
     let docker = scope.docker().clone();
+    // Other tests make and remove Docker objects meanwhile, so the whole-machine comparison
+    // is e2e/test.sh's (before and after the suite); here: everything this lab's containers
+    // mounted or joined is gone after `down`, and none of it existed before `up`.
     let before = docker_objects(&docker).await;
     // Hold 443 (when free) so the lab's auto HTTPS port is not 443: render must later show
     // the pinned port even when 443 is free again.
@@ -437,10 +440,27 @@ async fn lifecycle(image: &str, kind: Nodes) {
     let _ = std::process::Command::new("docker").args(["image", "rm", &local]).output();
     let _ = image;
 
-    // `down` leaves Docker as it was before `up`, and no kubeconfig entry.
+    // `down` leaves nothing of the lab (anonymous volumes included) and no kubeconfig entry.
+    let mut mine: BTreeSet<String> = BTreeSet::new();
+    for node in &all {
+        let c = docker.inspect_container(node, None::<InspectContainerOptions>).await.expect("inspect");
+        mine.insert(format!("container {}", c.id.clone().unwrap_or_default()));
+        for m in c.mounts.unwrap_or_default() {
+            if let Some(name) = m.name {
+                mine.insert(format!("volume {name}"));
+            }
+        }
+        for e in c.network_settings.and_then(|s| s.networks).unwrap_or_default().into_values() {
+            mine.insert(format!("network {}", e.network_id.unwrap_or_default()));
+        }
+    }
+    assert!(mine.iter().all(|o| !before.contains(o)), "the lab's objects are new");
     let down = lab.json(&["down"]);
     assert_eq!(down[0]["removed"]["containers"].as_array().map(Vec::len), Some(3), "{down}");
-    assert_eq!(docker_objects(&docker).await, before, "down left something behind, or removed something it did not make");
+    let after = docker_objects(&docker).await;
+    let left: Vec<&String> = mine.iter().filter(|o| after.contains(*o)).collect();
+    assert!(left.is_empty(), "down left these behind: {left:?}");
+    assert!(scope.leftovers().await.expect("leftovers").is_empty(), "something still carries the lab's label");
     let kubeconfig = std::fs::read_to_string(lab.kubeconfig()).unwrap_or_default();
     assert!(!kubeconfig.contains(&format!("idp-lab-{}", lab.name)), "{kubeconfig}");
     assert!(!lab.state_dir().exists(), "the state directory is gone");

@@ -264,3 +264,13 @@ fn port_settings_read_auto_and_ports_only() {
     assert_eq!(serde_json::to_value(PortSetting::Auto).expect("json"), serde_json::json!("auto"));
     assert_eq!(serde_json::to_value(PortSetting::Fixed(80)).expect("json"), serde_json::json!(80));
 }
+
+#[test]
+fn the_existing_flavor_takes_no_server_count() {
+    let c = parse("[cluster]\nflavor = \"existing\"\n").expect("one server is the default");
+    assert_eq!(c.cluster.flavor, Flavor::Existing);
+    let err = parse("[cluster]\nflavor = \"existing\"\nservers = 3\n").expect_err("servers with existing");
+    assert_eq!(err.diagnostics.len(), 1);
+    assert_eq!((err.diagnostics[0].path.as_str(), err.diagnostics[0].line), ("cluster.servers", 3));
+    assert!(parse("[cluster]\nservers = 3\n").is_ok(), "k3s takes several servers");
+}

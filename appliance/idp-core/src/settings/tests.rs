@@ -218,3 +218,14 @@ proptest! {
         prop_assert_eq!(s.network.ports.gateway.len(), agents.max(1) as usize);
     }
 }
+
+#[test]
+fn image_references_are_checked_in_every_part() {
+    let long_tag = "t".repeat(128);
+    assert!(ImageRef::parse(&format!("x:{long_tag}")).is_some(), "a 128-character tag is fine");
+    assert_eq!(ImageRef::parse(&format!("x:{long_tag}t")), None, "129 characters are not");
+    for bad in ["my reg.io/x", "x:bad$tag", "reg.io/x:", "\tx"] {
+        assert_eq!(ImageRef::parse(bad), None, "{bad:?}");
+    }
+    assert_eq!(ImageRef::parse("reg.io/x:1").expect("ref").registry.as_deref(), Some("reg.io"));
+}

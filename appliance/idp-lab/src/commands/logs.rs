@@ -12,7 +12,7 @@ pub fn run(global: &Global, _printer: Printer, args: LogsArgs) -> Result<(), Fai
         let nodes = engine.node_names(&lab.name).await.map_err(provision_failure)?;
         let given = args.node.clone().unwrap_or_else(|| "server-0".to_owned());
         let node = lab::node_name(&lab.name, &given, &nodes)?;
-        let mut out = std::io::stdout();
+        let mut out = crate::printer::raw_stdout();
         engine.stream_log(&node, args.follow, &mut out).await.map_err(provision_failure)
     })
 }
