@@ -274,3 +274,60 @@ fn the_existing_flavor_takes_no_server_count() {
     assert_eq!((err.diagnostics[0].path.as_str(), err.diagnostics[0].line), ("cluster.servers", 3));
     assert!(parse("[cluster]\nservers = 3\n").is_ok(), "k3s takes several servers");
 }
+
+#[test]
+fn combination_errors_point_at_where_the_value_was_set() {
+    let text = "[cluster]\nagents = 1\npools = [{ name = \"a\", labels = {} }, { name = \"b\", labels = {} }]\n";
+    let err = parse(text).expect_err("two pools, one agent");
+    let d = &err.diagnostics[0];
+    assert_eq!((d.path.as_str(), d.line, d.column), ("cluster.pools", 3, 9), "{err}");
+    let err = parse("[network]\nhttp_port = 8080\n\nhttps_port = 8080\n").expect_err("same port");
+    let d = &err.diagnostics[0];
+    assert_eq!((d.line, d.column), (2, 13), "{err}");
+}
+
+#[test]
+fn profile_files_have_a_described_profile_table() {
+    let parsed = parse_file("[profile]\ndescription = \"small\"\n[cluster]\nagents = 0\npools = []\n", "p.toml", FileKind::Profile, COMPONENTS)
+        .expect("valid profile");
+    assert_eq!(parsed.description.as_deref(), Some("small"));
+    assert_eq!(parsed.layer.get("cluster.agents"), Some(&serde_json::json!(0)));
+    let err = parse_file("[profile]\ndescription = 3\nsummary = \"x\"\n", "p.toml", FileKind::Profile, COMPONENTS).expect_err("two problems");
+    let shown = err.to_string();
+    assert_eq!(err.diagnostics.len(), 2, "{shown}");
+    assert!(shown.contains("p.toml:2:15: profile.description: expected a string, found an integer (3)"), "{shown}");
+    assert!(shown.contains("p.toml:3:1: profile.summary: unknown key"), "{shown}");
+    let err = parse_file("profile = 1\n", "p.toml", FileKind::Profile, COMPONENTS).expect_err("not a table");
+    assert!(err.to_string().contains("expected a table [profile]"), "{err}");
+    // Only profile files know a [profile] section.
+    let in_profile = parse_file("[profil]\n", "p.toml", FileKind::Profile, COMPONENTS).expect_err("typo").to_string();
+    assert!(in_profile.contains("did you mean [profile]?"), "{in_profile}");
+    let in_config = parse("[profil]\n").expect_err("typo").to_string();
+    assert!(!in_config.contains("[profile]"), "{in_config}");
+    let in_config = parse("[profile]\ndescription = \"x\"\n").expect_err("no profile table in a config file").to_string();
+    assert!(in_config.contains("unknown section"), "{in_config}");
+}
+
+#[test]
+fn port_and_duration_values_say_what_they_found() {
+    let err = parse("[network]\nhttps_port = \"eighty\"\n").expect_err("a word");
+    assert!(err.to_string().contains("found \"eighty\""), "{err}");
+    assert!(!err.to_string().contains("a string ("), "{err}");
+    let err = parse("[network]\nhttps_port = true\n").expect_err("a bool");
+    assert!(err.to_string().contains("found a boolean (true)"), "{err}");
+    assert_eq!(parse("[timeouts]\ncluster = 90\n").expect("seconds").timeouts.cluster, 90);
+    assert_eq!(parse("[timeouts]\ncluster = 1\n").expect("one second").timeouts.cluster, 1);
+    for bad in ["0", "-5", "true", "1.5"] {
+        let err = parse(&format!("[timeouts]\ncluster = {bad}\n")).expect_err(bad);
+        assert!(err.to_string().contains("timeouts.cluster: expected a duration"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn chart_versions_are_single_words() {
+    assert_eq!(parse("[versions]\ncilium = \"1.18.3\"\n").expect("valid").versions.get("cilium").map(String::as_str), Some("1.18.3"));
+    for bad in ["\"1.18 .3\"", "\"\"", "\" \""] {
+        let err = parse(&format!("[versions]\ncilium = {bad}\n")).expect_err(bad);
+        assert!(err.to_string().contains("versions.cilium: expected a version string"), "{bad}: {err}");
+    }
+}
