@@ -288,11 +288,13 @@ fn combination_errors_point_at_where_the_value_was_set() {
 
 #[test]
 fn profile_files_have_a_described_profile_table() {
-    let parsed = parse_file("[profile]\ndescription = \"small\"\n[cluster]\nagents = 0\npools = []\n", "p.toml", FileKind::Profile, COMPONENTS)
-        .expect("valid profile");
+    let parsed =
+        parse_file("[profile]\ndescription = \"small\"\n[cluster]\nagents = 0\npools = []\n", "p.toml", FileKind::Profile, COMPONENTS)
+            .expect("valid profile");
     assert_eq!(parsed.description.as_deref(), Some("small"));
     assert_eq!(parsed.layer.get("cluster.agents"), Some(&serde_json::json!(0)));
-    let err = parse_file("[profile]\ndescription = 3\nsummary = \"x\"\n", "p.toml", FileKind::Profile, COMPONENTS).expect_err("two problems");
+    let err =
+        parse_file("[profile]\ndescription = 3\nsummary = \"x\"\n", "p.toml", FileKind::Profile, COMPONENTS).expect_err("two problems");
     let shown = err.to_string();
     assert_eq!(err.diagnostics.len(), 2, "{shown}");
     assert!(shown.contains("p.toml:2:15: profile.description: expected a string, found an integer (3)"), "{shown}");
@@ -330,4 +332,76 @@ fn chart_versions_are_single_words() {
         let err = parse(&format!("[versions]\ncilium = {bad}\n")).expect_err(bad);
         assert!(err.to_string().contains("versions.cilium: expected a version string"), "{bad}: {err}");
     }
+}
+
+#[test]
+fn names_dns_names_and_label_keys() {
+    for good in ["a", "demo", "lab-2", "a0", &"a".repeat(32)] {
+        assert!(is_name(good), "{good}");
+    }
+    for bad in ["", "2lab", "-lab", "lab-", "Lab", "la_b", "la.b", &"a".repeat(33)] {
+        assert!(!is_name(bad), "{bad:?}");
+    }
+    for good in ["127-0-0-1.nip.io", "a.b", "lab.example.com", &format!("{}.io", "a".repeat(63))] {
+        assert!(is_dns_name(good), "{good}");
+    }
+    let long = format!("{}.io", vec!["a".repeat(60); 5].join("."));
+    for bad in ["nip", "a..b", "-a.b", "a-.b", "A.b", "a_b.c", ".a.b", "a.b.", &format!("{}.io", "a".repeat(64)), &long] {
+        assert!(!is_dns_name(bad), "{bad:?}");
+    }
+    let pools = |labels: &str| parse(&format!("[cluster]\npools = [{{ name = \"p\", labels = {{ {labels} }} }}]\n"));
+    for good in ["role = \"infra\"", "\"example.com/role\" = \"x\"", "k = \"\""] {
+        assert!(pools(good).is_ok(), "{good}");
+    }
+    for bad in [
+        "\"Bad Key\" = \"x\"",
+        "\"-k\" = \"x\"",
+        "\"bad_prefix_/k\" = \"x\"",
+        "\"example.com/\" = \"x\"",
+        "k = \"bad value\"",
+        "k = \"-x\"",
+    ] {
+        assert!(pools(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn pool_names_are_names_and_unique() {
+    let pools = |names: &[&str]| {
+        let tables: Vec<String> = names.iter().map(|n| format!("{{ name = \"{n}\" }}")).collect();
+        parse(&format!("[cluster]\nagents = 4\npools = [{}]\n", tables.join(", ")))
+    };
+    assert!(pools(&["a", "b"]).is_ok());
+    let err = pools(&["a", "a"]).expect_err("twice");
+    assert!(err.to_string().contains("pool name \"a\" is used twice"), "{err}");
+    let err = pools(&["Bad"]).expect_err("not a name");
+    assert!(err.to_string().contains("cluster.pools[0].name: expected a lowercase name"), "{err}");
+    assert!(!err.to_string().contains("used twice"), "{err}");
+}
+
+#[test]
+fn mirrors_are_http_or_https_urls() {
+    let mirrors = |e: &str| parse(&format!("[registry]\nmirrors = {{ \"docker.io\" = [\"{e}\"] }}\n"));
+    for good in ["http://10.0.0.2:5000", "https://mirror.local"] {
+        assert!(mirrors(good).is_ok(), "{good}");
+    }
+    for bad in ["10.0.0.2:5000", "ftp://x", "https://", "http://", "httpx://mirror"] {
+        assert!(mirrors(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn sizes_and_durations_take_their_units() {
+    assert_eq!(parse_size("6144k"), Some(6144 << 10));
+    assert_eq!(parse_size("8192KiB"), Some(8192 << 10));
+    assert_eq!(parse_size("512m"), Some(512 << 20));
+    assert_eq!(parse_size("4Gi"), Some(4 << 30));
+    assert_eq!(parse_size("0"), Some(0));
+    assert_eq!(parse_size("1k"), None, "below Docker's 6 MiB minimum");
+    assert_eq!(parse_size("4t"), None);
+    assert_eq!(parse_duration("1h"), Some(3600));
+    assert_eq!(parse_duration("5m"), Some(300));
+    assert_eq!(parse_duration("90"), Some(90));
+    assert_eq!(parse_duration("2d"), None);
+    assert_eq!(parse_duration("0s"), None);
 }
