@@ -38,7 +38,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
         match UNITS.iter().find(|(size, _)| self.0 >= *size) {
-            Some((size, unit)) if self.0 % size == 0 => write!(f, "{} {unit}", self.0 / size),
+            Some((size, unit)) if self.0.is_multiple_of(*size) => write!(f, "{} {unit}", self.0 / size),
             Some((size, unit)) => write!(f, "{:.1} {unit}", self.0 as f64 / *size as f64),
             None => write!(f, "{} B", self.0),
         }

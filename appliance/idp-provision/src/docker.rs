@@ -16,8 +16,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt as _;
 use idp_core::cluster::{
-    self, Action, CAPABILITIES, ClusterPlan, FileContent, INDEX_LABEL, LAB_LABEL, NodeSpec, Observed, ObservedNode, ROLE_LABEL, SPEC_LABEL,
-    Subnet,
+    self, Action, CAPABILITIES, ClusterPlan, FileContent, LAB_LABEL, NodeSpec, Observed, ObservedNode, ROLE_LABEL, SPEC_LABEL, Subnet,
 };
 use idp_core::config::Security;
 use idp_core::settings::NodeRole;
@@ -466,12 +465,7 @@ impl Engine {
         let mut reopens = 0;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let inspect = self
-                .docker
-                .inspect_container(node, None::<InspectContainerOptions>)
-                .await
-                .map_err(ProvisionError::api(format!("inspect node {node}")))?;
-            let state = inspect.state.unwrap_or_default();
+            let state = self.state(node).await?;
             let since = state.started_at.as_deref().and_then(parse_rfc3339_secs).and_then(|s| i32::try_from(s).ok()).unwrap_or(0);
             let options = LogsOptionsBuilder::default().follow(true).stdout(true).stderr(true).since(since).build();
             let mut logs = self.docker.logs(node, Some(options));
@@ -504,12 +498,7 @@ impl Engine {
             }
             // The stream ended: the container stopped or restarted. k3s that ends on a
             // fatal line twice will not get better by itself: say so at once.
-            let inspect = self
-                .docker
-                .inspect_container(node, None::<InspectContainerOptions>)
-                .await
-                .map_err(ProvisionError::api(format!("inspect node {node}")))?;
-            let state = inspect.state.unwrap_or_default();
+            let state = self.state(node).await?;
             let restarting = state.restarting.unwrap_or(false) || state.running.unwrap_or(false);
             reopens += 1;
             let log = self.log(node, 40).await.unwrap_or_else(|_| seen.clone());
@@ -527,6 +516,16 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// A node container's state (running, restarting, exit code, start time).
+    async fn state(&self, node: &str) -> Result<bollard::models::ContainerState, ProvisionError> {
+        let inspect = self
+            .docker
+            .inspect_container(node, None::<InspectContainerOptions>)
+            .await
+            .map_err(ProvisionError::api(format!("inspect node {node}")))?;
+        Ok(inspect.state.unwrap_or_default())
     }
 
     /// The last `lines` lines of a node's log (stdout and stderr).
@@ -560,27 +559,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    /// Runs `cmd` in a running node and returns its exit code and output.
-    pub async fn exec(&self, node: &str, cmd: &[&str]) -> Result<(i64, String), ProvisionError> {
-        let config = bollard::exec::CreateExecOptions {
-            cmd: Some(cmd.iter().map(|c| (*c).to_owned()).collect()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            ..Default::default()
-        };
-        let created = self.docker.create_exec(node, config).await.map_err(ProvisionError::api(format!("exec in {node}")))?;
-        let mut output = String::new();
-        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } =
-            self.docker.start_exec(&created.id, None).await.map_err(ProvisionError::api(format!("exec in {node}")))?
-        {
-            while let Some(chunk) = stream.next().await {
-                output.push_str(&chunk.map_err(ProvisionError::api(format!("read exec output of {node}")))?.to_string());
-            }
-        }
-        let inspect = self.docker.inspect_exec(&created.id).await.map_err(ProvisionError::api(format!("inspect exec in {node}")))?;
-        Ok((inspect.exit_code.unwrap_or(-1), output))
     }
 
     /// Copies images into every node's k3s images directory, which k3s imports at
@@ -822,21 +800,6 @@ impl Engine {
     pub async fn node_names(&self, lab: &str) -> Result<Vec<String>, ProvisionError> {
         Ok(self.nodes_of(lab).await?.into_iter().map(|n| n.name).collect())
     }
-
-    /// The labels of a container (for tests and `status`), by name.
-    pub async fn container_labels(&self, name: &str) -> Result<HashMap<String, String>, ProvisionError> {
-        let inspect = self
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-            .map_err(ProvisionError::api(format!("inspect {name}")))?;
-        Ok(inspect.config.and_then(|c| c.labels).unwrap_or_default())
-    }
-}
-
-#[allow(dead_code)]
-fn index_of(labels: &HashMap<String, String>) -> Option<u32> {
-    labels.get(INDEX_LABEL).and_then(|i| i.parse().ok())
 }
 
 #[cfg(test)]
