@@ -392,8 +392,13 @@ fn probe_address(bind: IpAddr) -> IpAddr {
 /// Every `(address, port)` [`resolve`] may choose for an `auto` port: the host probes
 /// these and passes the busy ones in [`Probes::busy`]. Empty once ports are pinned.
 pub fn port_candidates(config: &Config, pinned: Option<&Ports>) -> Vec<(IpAddr, u16)> {
-    if pinned.is_some() {
-        return Vec::new();
+    let gateway_range = || (GATEWAY_RANGE.0..=GATEWAY_RANGE.1).map(|p| (IpAddr::V4(Ipv4Addr::LOCALHOST), p));
+    if let Some(pinned) = pinned {
+        // Only a node that has no pinned gateway ports yet (an agent added with
+        // `--recreate`) needs new ones.
+        let nodes = Settings::gateway_nodes(&config.lab.name, config.cluster.agents);
+        let complete = nodes.iter().all(|n| pinned.gateway.iter().any(|g| &g.node == n));
+        return if complete { Vec::new() } else { gateway_range().collect() };
     }
     let n = &config.network;
     let bind = probe_address(n.bind_address);
@@ -406,7 +411,7 @@ pub fn port_candidates(config: &Config, pinned: Option<&Ports>) -> Vec<(IpAddr, 
             out.extend((from..=to).map(|p| (bind, p)));
         }
     }
-    out.extend((GATEWAY_RANGE.0..=GATEWAY_RANGE.1).map(|p| (IpAddr::V4(Ipv4Addr::LOCALHOST), p)));
+    out.extend(gateway_range());
     out
 }
 
@@ -419,7 +424,7 @@ pub fn resolve(config: &Config, probes: &Probes) -> Result<Settings, SettingsErr
         return Err(SettingsError::NoLanIp);
     }
     let ports = match &probes.pinned {
-        Some(pinned) => pinned.clone(),
+        Some(pinned) => with_gateway_nodes(config, pinned, probes)?,
         None => pick_ports(config, probes)?,
     };
     let image = ImageRef::parse(c.node_image()).ok_or_else(|| SettingsError::BadImage(c.node_image().to_owned()))?;
@@ -516,6 +521,30 @@ fn pick_ports(config: &Config, probes: &Probes) -> Result<Ports, SettingsError> 
         gateway.push(GatewayPorts { node, http, https });
     }
     Ok(Ports { http, https, api, gateway })
+}
+
+/// The pinned ports, with gateway ports for the lab's gateway nodes as they are now: a
+/// node that lost its role drops its pair, a new one gets a free pair.
+fn with_gateway_nodes(config: &Config, pinned: &Ports, probes: &Probes) -> Result<Ports, SettingsError> {
+    let nodes = Settings::gateway_nodes(&config.lab.name, config.cluster.agents);
+    let mut ports = pinned.clone();
+    ports.gateway.retain(|g| nodes.contains(&g.node));
+    let in_use: BTreeSet<u16> = pinned.all().into_iter().collect();
+    let mut free =
+        (GATEWAY_RANGE.0..=GATEWAY_RANGE.1).filter(|p| !probes.busy.contains(p) && !probes.reserved.contains(p) && !in_use.contains(p));
+    for node in nodes {
+        if ports.gateway.iter().any(|g| g.node == node) {
+            continue;
+        }
+        let no_port = || SettingsError::NoFreePort {
+            key: "gateway loopback ports",
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            tried: format!("{}-{}", GATEWAY_RANGE.0, GATEWAY_RANGE.1),
+        };
+        let (http, https) = (free.next().ok_or_else(no_port)?, free.next().ok_or_else(no_port)?);
+        ports.gateway.push(GatewayPorts { node, http, https });
+    }
+    Ok(ports)
 }
 
 /// Replaces one `auto` port that Docker found taken after all ("port is already

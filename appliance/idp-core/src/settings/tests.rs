@@ -49,7 +49,11 @@ fn busy_and_reserved_ports_are_skipped() {
 
 #[test]
 fn pinned_ports_win_over_the_host() {
-    let pinned = Ports { http: 8080, https: 8443, api: 7000, gateway: vec![GatewayPorts { node: "x".into(), http: 1, https: 2 }] };
+    let gateway = vec![
+        GatewayPorts { node: "idp-lab-agent-0".into(), http: 1, https: 2 },
+        GatewayPorts { node: "idp-lab-agent-1".into(), http: 3, https: 4 },
+    ];
+    let pinned = Ports { http: 8080, https: 8443, api: 7000, gateway };
     let mut p = probes();
     p.pinned = Some(pinned.clone());
     p.busy = [8080, 8443, 7000].into();
@@ -228,4 +232,23 @@ fn image_references_are_checked_in_every_part() {
         assert_eq!(ImageRef::parse(bad), None, "{bad:?}");
     }
     assert_eq!(ImageRef::parse("reg.io/x:1").expect("ref").registry.as_deref(), Some("reg.io"));
+}
+
+#[test]
+fn pinned_ports_follow_the_gateway_nodes() {
+    let c = config("");
+    let pinned = resolve(&c, &probes()).expect("resolves").network.ports;
+    assert!(port_candidates(&c, Some(&pinned)).is_empty(), "complete: nothing to probe");
+    // A third agent (after `--recreate`) gets a free pair; the pinned ones stay.
+    let more = config("[cluster]\nagents = 3\n");
+    assert_eq!(port_candidates(&more, Some(&pinned)).len(), usize::from(GATEWAY_RANGE.1 - GATEWAY_RANGE.0) + 1);
+    let p = Probes { pinned: Some(pinned.clone()), busy: [41004].into(), ..probes() };
+    let ports = resolve(&more, &p).expect("resolves").network.ports;
+    assert_eq!(&ports.gateway[..2], &pinned.gateway[..]);
+    assert_eq!((ports.gateway[2].node.as_str(), ports.gateway[2].http, ports.gateway[2].https), ("idp-lab-agent-2", 41005, 41006));
+    assert_eq!((ports.http, ports.https, ports.api), (pinned.http, pinned.https, pinned.api));
+    // Down to one agent: the other pair goes.
+    let fewer = config("[cluster]\nagents = 1\npools = []\n");
+    let p = Probes { pinned: Some(pinned.clone()), ..probes() };
+    assert_eq!(resolve(&fewer, &p).expect("resolves").network.ports.gateway, pinned.gateway[..1].to_vec());
 }

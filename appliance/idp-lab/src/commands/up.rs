@@ -155,10 +155,12 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
         "no port to publish".to_owned()
     } else {
         let list = wanted.iter().map(|(_, p)| p.to_string()).collect::<Vec<_>>().join(" ");
-        let busy = idp_host::net::busy_ports(&wanted);
-        match (args.dry_run, busy.is_empty()) {
-            (false, _) | (true, true) => format!("ports {list} free"),
-            (true, false) => format!("ports {list}; taken now: {}", busy.iter().map(u16::to_string).collect::<Vec<_>>().join(" ")),
+        // Reserved above; a dry run only looks.
+        let busy = if args.dry_run { idp_host::net::busy_ports(&wanted) } else { BTreeSet::new() };
+        if busy.is_empty() {
+            format!("ports {list} free")
+        } else {
+            format!("ports {list}; taken now: {}", busy.iter().map(u16::to_string).collect::<Vec<_>>().join(" "))
         }
     };
     steps.done(&format!(
