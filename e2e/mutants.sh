@@ -15,7 +15,8 @@ jobs=${MUTANTS_JOBS:-2}
 status=0
 run() {
   local name=$1; shift
-  cargo mutants --no-shuffle -j "$jobs" --timeout 120 --output "$out/$name" "$@" || status=1
+  # cargo mutants exits non-zero when any mutant survives; the goal is the share.
+  cargo mutants --no-shuffle -j "$jobs" --timeout 120 --output "$out/$name" "$@"
   local dir="$out/$name/mutants.out"
   local caught missed timeout unviable
   caught=$(wc -l < "$dir/caught.txt"); missed=$(wc -l < "$dir/missed.txt")
@@ -24,6 +25,7 @@ run() {
   local pct=0
   [ "$viable" -gt 0 ] && pct=$(( (100 * (caught + timeout)) / viable ))
   echo "mutants $name: caught=$caught timeout=$timeout missed=$missed unviable=$unviable killed=${pct}%"
+  [ "$pct" -ge 90 ] || status=1
 }
 run core-config-settings -p idp-core --file 'appliance/idp-core/src/config/*.rs' --file appliance/idp-core/src/settings.rs
 run host -p idp-host

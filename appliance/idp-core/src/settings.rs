@@ -133,8 +133,8 @@ impl ImageRef {
             }
             None => (s, None),
         };
-        // A tag follows the last ':' that comes after the last '/'.
-        let slash = rest.rfind('/').map_or(0, |i| i + 1);
+        // A tag follows the last ':' that comes after the last '/' (or the start).
+        let slash = rest.rfind('/').unwrap_or(0);
         let (name, tag) = match rest[slash..].rfind(':') {
             Some(i) => (&rest[..slash + i], Some(rest[slash + i + 1..].to_owned())),
             None => (rest, None),
