@@ -89,9 +89,24 @@ fn lab_filter(lab: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_owned(), vec![format!("{LAB_LABEL}={lab}")])])
 }
 
+/// What a person needs of a node's log: its fatal and error lines first (k3s buries an
+/// unknown flag's error under its whole help text), then the last `lines` lines.
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    let last = &all[all.len().saturating_sub(lines)..];
+    let important: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|l| l.contains("level=fatal") || l.contains("level=error") || l.starts_with("Incorrect Usage"))
+        .filter(|l| !last.contains(l))
+        .collect();
+    let important = &important[important.len().saturating_sub(5)..];
+    let mut out: Vec<String> = important.iter().map(|l| format!("    {l}")).collect();
+    if !out.is_empty() {
+        out.push("    ...".into());
+    }
+    out.extend(last.iter().map(|l| format!("    {l}")));
+    out.join("\n")
 }
 
 impl Engine {
@@ -812,6 +827,23 @@ mod tests {
         assert_eq!(parse_rfc3339_secs("2026-12-01T09:14:02.123456789Z"), Some(1_796_116_442));
         assert_eq!(parse_rfc3339_secs("2000-03-01T00:00:01+00:00"), Some(951_868_801));
         assert_eq!(parse_rfc3339_secs("garbage"), None);
+    }
+
+    #[test]
+    fn log_tails_lead_with_the_errors() {
+        let mut log = String::from("time=\"t\" level=info msg=\"Starting k3s\"\nIncorrect Usage: flag provided but not defined: -x\n");
+        log.push_str("time=\"t\" level=fatal msg=\"Error: flag provided but not defined: -x\"\n");
+        for i in 0..40 {
+            log.push_str(&format!("   --flag-{i} value\n"));
+        }
+        let shown = tail(&log, 15);
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(lines[0].contains("Incorrect Usage") && lines[1].contains("level=fatal"), "{shown}");
+        assert_eq!(lines[2].trim(), "...");
+        assert_eq!(lines.len(), 3 + 15);
+        assert!(lines.last().is_some_and(|l| l.contains("--flag-39")));
+        assert!(!shown.contains("Starting k3s"));
+        assert_eq!(tail("a\nb\n", 15), "    a\n    b", "a short log is shown whole, nothing doubled");
     }
 
     #[test]
