@@ -424,7 +424,7 @@ pub fn resolve(config: &Config, probes: &Probes) -> Result<Settings, SettingsErr
         return Err(SettingsError::NoLanIp);
     }
     let ports = match &probes.pinned {
-        Some(pinned) => with_gateway_nodes(config, pinned, probes)?,
+        Some(pinned) => fit_gateway_ports(config, pinned.clone(), probes)?,
         None => pick_ports(config, probes)?,
     };
     let image = ImageRef::parse(c.node_image()).ok_or_else(|| SettingsError::BadImage(c.node_image().to_owned()))?;
@@ -507,42 +507,30 @@ fn pick_ports(config: &Config, probes: &Probes) -> Result<Ports, SettingsError> 
     let http = pick("http_port", n.http_port, 80, HTTP_FALLBACK, &mut chosen)?;
     let https = pick("https_port", n.https_port, 443, HTTPS_FALLBACK, &mut chosen)?;
     let api = pick("api_port", n.api_port, 6443, API_FALLBACK, &mut chosen)?;
-    let mut gateway = Vec::new();
-    let mut free =
-        (GATEWAY_RANGE.0..=GATEWAY_RANGE.1).filter(|p| !probes.busy.contains(p) && !probes.reserved.contains(p) && !chosen.contains(p));
-    for node in Settings::gateway_nodes(&config.lab.name, config.cluster.agents) {
-        let no_port = || SettingsError::NoFreePort {
-            key: "gateway loopback ports",
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            tried: format!("{}-{}", GATEWAY_RANGE.0, GATEWAY_RANGE.1),
-        };
-        let http = free.next().ok_or_else(no_port)?;
-        let https = free.next().ok_or_else(no_port)?;
-        gateway.push(GatewayPorts { node, http, https });
-    }
-    Ok(Ports { http, https, api, gateway })
+    fit_gateway_ports(config, Ports { http, https, api, gateway: Vec::new() }, probes)
 }
 
-/// The pinned ports, with gateway ports for the lab's gateway nodes as they are now: a
-/// node that lost its role drops its pair, a new one gets a free pair.
-fn with_gateway_nodes(config: &Config, pinned: &Ports, probes: &Probes) -> Result<Ports, SettingsError> {
+/// Gives every Gateway node of the lab its pair of loopback ports: the pairs `ports`
+/// already has are kept for nodes that still publish the Gateway (a pinned lab's), the
+/// others dropped, and a new node (an agent added with `--recreate`) gets a free pair.
+fn fit_gateway_ports(config: &Config, mut ports: Ports, probes: &Probes) -> Result<Ports, SettingsError> {
     let nodes = Settings::gateway_nodes(&config.lab.name, config.cluster.agents);
-    let mut ports = pinned.clone();
     ports.gateway.retain(|g| nodes.contains(&g.node));
-    let in_use: BTreeSet<u16> = pinned.all().into_iter().collect();
+    let in_use: BTreeSet<u16> = ports.all().into_iter().collect();
     let mut free =
         (GATEWAY_RANGE.0..=GATEWAY_RANGE.1).filter(|p| !probes.busy.contains(p) && !probes.reserved.contains(p) && !in_use.contains(p));
-    for node in nodes {
-        if ports.gateway.iter().any(|g| g.node == node) {
-            continue;
-        }
-        let no_port = || SettingsError::NoFreePort {
+    let mut next = || {
+        free.next().ok_or_else(|| SettingsError::NoFreePort {
             key: "gateway loopback ports",
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             tried: format!("{}-{}", GATEWAY_RANGE.0, GATEWAY_RANGE.1),
-        };
-        let (http, https) = (free.next().ok_or_else(no_port)?, free.next().ok_or_else(no_port)?);
-        ports.gateway.push(GatewayPorts { node, http, https });
+        })
+    };
+    for node in nodes {
+        if !ports.gateway.iter().any(|g| g.node == node) {
+            let (http, https) = (next()?, next()?);
+            ports.gateway.push(GatewayPorts { node, http, https });
+        }
     }
     Ok(ports)
 }

@@ -112,7 +112,8 @@ impl Cluster {
                         None
                     }
                     Ok(Err(e)) => Some(e),
-                    Err(_) => None,
+                    // Cut off by the deadline: the attempt before it says why.
+                    Err(_) => last_error.take(),
                 };
             }
             if api_ready {
@@ -129,7 +130,7 @@ impl Cluster {
                         None
                     }
                     Ok(Err(e)) => Some(e),
-                    Err(_) => None,
+                    Err(_) => last_error.take(),
                 };
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
