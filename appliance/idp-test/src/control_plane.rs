@@ -314,6 +314,19 @@ async fn wait_ready(processes: &mut [Supervised], kubeconfig: &str, ca: &Path) -
         })
     })
     .await?;
+    // `/readyz` can say ok a moment before the API server's bootstrap controller has made
+    // the `default` namespace (seen on 1.20 on a loaded machine): tests that apply into it
+    // must not race it.
+    poll_until_with("the default namespace", READY_TIMEOUT, READY_INTERVAL, || async move {
+        alive()?;
+        let request =
+            http::Request::get("/api/v1/namespaces/default").body(Vec::new()).context("failed to build GET namespaces/default")?;
+        Ok(match client_ref.request_text(request).await {
+            Ok(_) => Attempt::Done(()),
+            Err(e) => Attempt::Retry(e.to_string()),
+        })
+    })
+    .await?;
     Ok(client)
 }
 
