@@ -1,0 +1,346 @@
+//! Kubernetes objects as dynamic values, before they meet a cluster: loading
+//! multi-document YAML into objects (with `List`s expanded and every defect of a file
+//! reported at once), and finding duplicates.
+//!
+//! Pure: the text comes in, `serde_json::Value`s come out. The apply engine in
+//! `idp-kube` reads files and talks to the API server; everything it can decide without
+//! a cluster lives here.
+
+use crate::yaml;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Where an object came from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Place {
+    /// The input, by the name shown to the user: a file, `-` for stdin, or a component.
+    pub source: String,
+    /// 1-based index of the document among the stream's non-empty documents (the YAML
+    /// parser drops empty ones, so a document holding only comments is not counted).
+    pub document: usize,
+    /// 1-based index in the document's `items` when the document is a `List`.
+    pub item: Option<usize>,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: document {}", self.source, self.document)?;
+        if let Some(item) = self.item {
+            write!(f, ", item {item}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A loaded object: the value, and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    /// The object, a JSON mapping with `apiVersion`, `kind` and `metadata.name` strings.
+    pub value: Value,
+    /// Where it was read.
+    pub place: Place,
+}
+
+impl Object {
+    /// The `apiVersion`.
+    pub fn api_version(&self) -> &str {
+        str_at(&self.value, &["apiVersion"]).unwrap_or_default()
+    }
+
+    /// The `kind`.
+    pub fn kind(&self) -> &str {
+        str_at(&self.value, &["kind"]).unwrap_or_default()
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        str_at(&self.value, &["metadata", "name"]).unwrap_or_default()
+    }
+
+    /// `metadata.namespace`, empty when not set.
+    pub fn namespace(&self) -> &str {
+        str_at(&self.value, &["metadata", "namespace"]).unwrap_or_default()
+    }
+
+    /// What identifies the object in a cluster: (API group, kind, namespace, name). The
+    /// version is left out: `apps/v1` and `apps/v1beta2` name the same object.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            group: api_group(self.api_version()).to_owned(),
+            kind: self.kind().to_owned(),
+            namespace: self.namespace().to_owned(),
+            name: self.name().to_owned(),
+        }
+    }
+}
+
+/// What identifies an object in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Identity {
+    /// The API group, empty for the core group.
+    pub group: String,
+    /// The kind.
+    pub kind: String,
+    /// The namespace, empty when the object names none.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.kind)?;
+        if !self.group.is_empty() {
+            write!(f, ".{}", self.group)?;
+        }
+        f.write_str(" ")?;
+        if !self.namespace.is_empty() {
+            write!(f, "{}/", self.namespace)?;
+        }
+        f.write_str(&self.name)
+    }
+}
+
+/// The API group of an `apiVersion`: `apps` for `apps/v1`, empty for `v1`.
+pub fn api_group(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(group, _)| group)
+}
+
+/// One defect of one document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// The document (or a `List` item) is not a mapping.
+    #[error("{place}: not a mapping but {found}")]
+    NotAMapping {
+        /// Where.
+        place: Place,
+        /// What it is instead, e.g. `a sequence`.
+        found: &'static str,
+    },
+    /// Required fields are missing, empty or not strings.
+    #[error("{place}: missing {}", fields.join(", "))]
+    Missing {
+        /// Where.
+        place: Place,
+        /// The fields, in the order `apiVersion`, `kind`, `metadata.name`.
+        fields: Vec<&'static str>,
+    },
+    /// A field that must be a string (or a mapping) is something else.
+    #[error("{place}: {field} must be {expected}, found {found}")]
+    WrongType {
+        /// Where.
+        place: Place,
+        /// The field, e.g. `metadata.namespace`.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// What it is.
+        found: &'static str,
+    },
+}
+
+/// Why a set of inputs did not load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// A source is not valid YAML; the message has the line and column.
+    #[error("{input}: {message}")]
+    Syntax {
+        /// The source, by name.
+        input: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// Documents are not objects; every problem found, in input order.
+    #[error("{}", lines(problems))]
+    Documents {
+        /// The problems.
+        problems: Vec<Problem>,
+    },
+    /// Objects are given twice.
+    #[error("{}", lines(duplicates))]
+    Duplicates {
+        /// Each object given more than once, with both places.
+        duplicates: Vec<Duplicate>,
+    },
+    /// Several sources failed; every error, in input order.
+    #[error("{}", lines(errors))]
+    Several {
+        /// The errors (none of them `Several`).
+        errors: Vec<LoadError>,
+    },
+}
+
+impl LoadError {
+    /// Every error, flattened: [`LoadError::Several`] is opened.
+    pub fn errors(&self) -> Vec<&LoadError> {
+        match self {
+            LoadError::Several { errors } => errors.iter().collect(),
+            other => vec![other],
+        }
+    }
+}
+
+fn lines<T: fmt::Display>(items: &[T]) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+/// An object given twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// The object.
+    pub identity: Identity,
+    /// Where it was given first.
+    pub first: Place,
+    /// Where it was given again.
+    pub again: Place,
+}
+
+impl fmt::Display for Duplicate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} is given twice, first at {}", self.again, self.identity, self.first)
+    }
+}
+
+/// Loads a multi-document YAML stream from `source` (the name used in messages).
+/// Empty documents are skipped; a `List` (`kind: List`, or a `*List` kind with an
+/// `items` sequence) becomes its items. Every defect of the stream is reported, not
+/// only the first.
+pub fn load(text: &str, source: &str) -> Result<Vec<Object>, LoadError> {
+    let documents = yaml::parse_documents(text).map_err(|message| LoadError::Syntax { input: source.to_owned(), message })?;
+    let mut objects = Vec::new();
+    let mut problems = Vec::new();
+    for (i, document) in documents.into_iter().enumerate() {
+        let place = Place { source: source.to_owned(), document: i + 1, item: None };
+        expand(document, place, &mut objects, &mut problems);
+    }
+    if problems.is_empty() { Ok(objects) } else { Err(LoadError::Documents { problems }) }
+}
+
+/// Loads several sources, given as (name, text), and checks the whole set for
+/// duplicates. Every source is loaded, whatever the others do, and every error is
+/// reported: one error as itself, several as [`LoadError::Several`]. Duplicates are
+/// only looked for when every source loaded.
+pub fn load_all<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Vec<Object>, LoadError> {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for (source, text) in sources {
+        match load(text, source) {
+            Ok(loaded) => objects.extend(loaded),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        let duplicates = duplicates(&objects);
+        if !duplicates.is_empty() {
+            errors.push(LoadError::Duplicates { duplicates });
+        }
+    }
+    match errors.len() {
+        0 => Ok(objects),
+        1 => Err(errors.remove(0)),
+        _ => Err(LoadError::Several { errors }),
+    }
+}
+
+/// Objects with the same (API group, kind, namespace, name) as an earlier one, in input
+/// order, each with the place of its first occurrence.
+pub fn duplicates(objects: &[Object]) -> Vec<Duplicate> {
+    let mut seen: BTreeMap<Identity, &Place> = BTreeMap::new();
+    let mut out = Vec::new();
+    for object in objects {
+        let identity = object.identity();
+        match seen.get(&identity) {
+            Some(first) => out.push(Duplicate { identity, first: (*first).clone(), again: object.place.clone() }),
+            None => {
+                seen.insert(identity, &object.place);
+            }
+        }
+    }
+    out
+}
+
+/// Adds the document's object(s) or its problems.
+fn expand(document: Value, place: Place, objects: &mut Vec<Object>, problems: &mut Vec<Problem>) {
+    let Value::Object(map) = document else {
+        problems.push(Problem::NotAMapping { place, found: type_name(&document) });
+        return;
+    };
+    let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let items = map.get("items");
+    let is_list = kind == "List" || (kind.ends_with("List") && items.is_some_and(Value::is_array));
+    if !is_list {
+        check(Value::Object(map), place, objects, problems);
+        return;
+    }
+    let items = match items {
+        Some(Value::Array(items)) => items.clone(),
+        None | Some(Value::Null) => Vec::new(),
+        Some(other) => {
+            problems.push(Problem::WrongType { place, field: "items", expected: "a sequence", found: type_name(other) });
+            return;
+        }
+    };
+    // A typed list (`ConfigMapList`) may leave its items' apiVersion and kind out.
+    let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(str::to_owned);
+    let api_version = map.get("apiVersion").cloned();
+    for (j, mut item) in items.into_iter().enumerate() {
+        let place = Place { item: Some(j + 1), ..place.clone() };
+        if let (Value::Object(item), Some(item_kind)) = (&mut item, &item_kind) {
+            item.entry("kind").or_insert_with(|| Value::String(item_kind.clone()));
+            if let Some(api_version) = &api_version {
+                item.entry("apiVersion").or_insert_with(|| api_version.clone());
+            }
+        }
+        match item {
+            Value::Object(_) => check(item, place, objects, problems),
+            other => problems.push(Problem::NotAMapping { place, found: type_name(&other) }),
+        }
+    }
+}
+
+/// Checks one mapping for what every object needs.
+fn check(value: Value, place: Place, objects: &mut Vec<Object>, problems: &mut Vec<Problem>) {
+    let before = problems.len();
+    let mut missing = Vec::new();
+    for (path, field) in [(&["apiVersion"][..], "apiVersion"), (&["kind"][..], "kind"), (&["metadata", "name"][..], "metadata.name")] {
+        if str_at(&value, path).is_none_or(str::is_empty) {
+            missing.push(field);
+        }
+    }
+    if !missing.is_empty() {
+        problems.push(Problem::Missing { place: place.clone(), fields: missing });
+    }
+    let typed = [("metadata", "a mapping", Value::is_object as fn(&Value) -> bool), ("metadata.namespace", "a string", Value::is_string)];
+    for (field, expected, ok) in typed {
+        let found = match field.split_once('.') {
+            Some((a, b)) => value.get(a).and_then(|m| m.get(b)),
+            None => value.get(field),
+        };
+        if let Some(found) = found.filter(|v| !v.is_null() && !ok(v)) {
+            problems.push(Problem::WrongType { place: place.clone(), field, expected, found: type_name(found) });
+        }
+    }
+    if problems.len() == before {
+        objects.push(Object { value, place });
+    }
+}
+
+/// The string at `path`, if there is one.
+fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(value, |v, key| v.get(key))?.as_str()
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a sequence",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests;
