@@ -1,13 +1,15 @@
 //! Kubernetes objects as dynamic values, before they meet a cluster: loading
 //! multi-document YAML into objects (with `List`s expanded and every defect of a file
-//! reported at once), and finding duplicates.
+//! reported at once), finding duplicates, and normalising what strict API servers
+//! refuse or own.
 //!
 //! Pure: the text comes in, `serde_json::Value`s come out. The apply engine in
 //! `idp-kube` reads files and talks to the API server; everything it can decide without
 //! a cluster lives here.
 
+use crate::render::{COMPONENT_LABEL, LAB_LABEL};
 use crate::yaml;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -323,6 +325,168 @@ fn check(value: Value, place: Place, objects: &mut Vec<Object>, problems: &mut V
     }
     if problems.len() == before {
         objects.push(Object { value, place });
+    }
+}
+
+/// The label every object idp-lab applies carries, with the value [`MANAGED_BY`].
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "idp-lab";
+/// The annotation `kubectl apply` (client-side) leaves behind.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Metadata fields the server owns; a desired object must not carry them.
+pub const SERVER_OWNED_METADATA: [&str; 8] = [
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
+/// Normalises a desired object for a strict server, in place:
+/// - `protocol: TCP` on every Service port, and on every container and init container
+///   port of a Pod or pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet,
+///   ReplicationController, PodTemplate, Job, CronJob), where it is missing or null;
+///   a protocol that is set is kept. Kinds of other API groups are left alone.
+/// - a Secret's `stringData` merged into `data` (base64; `stringData` wins, as on the
+///   server) and removed. A value that is not a string stays in `stringData`, for the
+///   server to refuse with its own message.
+/// - `status`, the [`SERVER_OWNED_METADATA`] and the [`LAST_APPLIED_ANNOTATION`]
+///   removed (and `annotations` with it when nothing else is left).
+pub fn normalize(value: &mut Value) {
+    strip_server_owned(value);
+    let group = api_group(str_at(value, &["apiVersion"]).unwrap_or_default()).to_owned();
+    let kind = str_at(value, &["kind"]).unwrap_or_default().to_owned();
+    let pod_spec = match (group.as_str(), kind.as_str()) {
+        ("", "Service") => {
+            if let Some(Value::Array(ports)) = value.pointer_mut("/spec/ports") {
+                default_protocol(ports);
+            }
+            None
+        }
+        ("", "Secret") => {
+            merge_string_data(value);
+            None
+        }
+        ("", "Pod") => Some("/spec"),
+        ("", "PodTemplate") => Some("/template/spec"),
+        ("", "ReplicationController")
+        | ("apps" | "extensions", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("batch", "Job") => Some("/spec/template/spec"),
+        ("batch", "CronJob") => Some("/spec/jobTemplate/spec/template/spec"),
+        _ => None,
+    };
+    if let Some(spec) = pod_spec.and_then(|p| value.pointer_mut(p)) {
+        for list in ["containers", "initContainers"] {
+            for container in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+                if let Some(Value::Array(ports)) = container.get_mut("ports") {
+                    default_protocol(ports);
+                }
+            }
+        }
+    }
+}
+
+/// Sets `protocol: TCP` on each port mapping that has none (or null).
+fn default_protocol(ports: &mut [Value]) {
+    for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+        if port.get("protocol").is_none_or(Value::is_null) {
+            port.insert("protocol".into(), Value::String("TCP".into()));
+        }
+    }
+}
+
+fn strip_server_owned(value: &mut Value) {
+    let Some(object) = value.as_object_mut() else { return };
+    object.remove("status");
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+    for field in SERVER_OWNED_METADATA {
+        metadata.remove(field);
+    }
+    if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut)
+        && annotations.remove(LAST_APPLIED_ANNOTATION).is_some()
+        && annotations.is_empty()
+    {
+        metadata.remove("annotations");
+    }
+}
+
+/// Moves a Secret's string `stringData` entries into `data`, base64-encoded. A Secret
+/// whose `data` or `stringData` is not a mapping is left for the server to refuse.
+fn merge_string_data(secret: &mut Value) {
+    let Some(object) = secret.as_object_mut() else { return };
+    if object.get("data").is_some_and(|d| !d.is_null() && !d.is_object()) {
+        return;
+    }
+    let (encoded, now_empty) = match object.get_mut("stringData") {
+        Some(Value::Object(entries)) => {
+            let keys: Vec<String> = entries.iter().filter(|(_, v)| v.is_string()).map(|(k, _)| k.clone()).collect();
+            let mut encoded = Map::new();
+            for key in keys {
+                if let Some(Value::String(text)) = entries.remove(&key) {
+                    encoded.insert(key, Value::String(base64(text.as_bytes())));
+                }
+            }
+            (encoded, entries.is_empty())
+        }
+        Some(Value::Null) => (Map::new(), true),
+        _ => return,
+    };
+    if now_empty {
+        object.remove("stringData");
+    }
+    if encoded.is_empty() {
+        return;
+    }
+    let data = object.entry("data").or_insert(Value::Null);
+    if data.is_null() {
+        *data = Value::Object(Map::new());
+    }
+    if let Some(data) = data.as_object_mut() {
+        data.extend(encoded);
+    }
+}
+
+/// Standard base64 (RFC 4648 §4, with padding), as Kubernetes expects in Secret `data`.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Adds idp-lab's ownership labels: [`MANAGED_BY_LABEL`]`: idp-lab`, [`LAB_LABEL`] and
+/// [`COMPONENT_LABEL`]. Other labels are kept; a `metadata` or `labels` that is missing
+/// (or null) is created.
+pub fn own(value: &mut Value, lab: &str, component: &str) {
+    let Some(object) = value.as_object_mut() else { return };
+    let metadata = object.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    if metadata.is_null() {
+        *metadata = Value::Object(Map::new());
+    }
+    let Some(metadata) = metadata.as_object_mut() else { return };
+    let labels = metadata.entry("labels").or_insert_with(|| Value::Object(Map::new()));
+    if labels.is_null() {
+        *labels = Value::Object(Map::new());
+    }
+    if let Some(labels) = labels.as_object_mut() {
+        labels.insert(MANAGED_BY_LABEL.into(), Value::String(MANAGED_BY.into()));
+        labels.insert(LAB_LABEL.into(), Value::String(lab.into()));
+        labels.insert(COMPONENT_LABEL.into(), Value::String(component.into()));
     }
 }
 

@@ -261,3 +261,214 @@ fn the_rendered_catalogue_loads_without_duplicates() {
         assert_eq!(objects.last().map(|o| o.place.document), Some(expected.len()));
     }
 }
+
+#[test]
+fn base64_matches_the_rfc_vectors() {
+    let vectors =
+        [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")];
+    for (plain, encoded) in vectors {
+        assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
+    }
+    // The last two characters of the alphabet, and bytes above 127.
+    assert_eq!(base64(&[0xfb, 0xff, 0xbf]), "+/+/");
+    assert_eq!(base64(&[0xff, 0xfe, 0xfd, 0x00]), "//79AA==");
+    assert_eq!(base64("pässwörd\n".as_bytes()), "cMOkc3N3w7ZyZAo=");
+}
+
+/// A test-only decoder, to check the encoder on arbitrary bytes.
+fn decode64(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = ALPHABET.iter().position(|&a| a == c).expect("a base64 character") as u32;
+        bits = (bits << 6) | v;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    #[test]
+    fn base64_round_trips(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+        let encoded = base64(&bytes);
+        proptest::prop_assert_eq!(encoded.len(), bytes.len().div_ceil(3) * 4);
+        proptest::prop_assert_eq!(decode64(&encoded), bytes);
+    }
+}
+
+#[test]
+fn service_ports_get_tcp_but_a_set_protocol_is_kept() {
+    let mut svc = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}, {"port": 81, "protocol": null}]},
+    });
+    normalize(&mut svc);
+    assert_eq!(
+        svc["spec"]["ports"],
+        json!([{"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}, {"port": 81, "protocol": "TCP"}])
+    );
+}
+
+#[test]
+fn container_ports_get_tcp_in_pods_and_every_pod_template() {
+    let spec = || {
+        json!({"containers": [{"name": "a", "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "SCTP"}]}],
+                         "initContainers": [{"name": "i", "ports": [{"containerPort": 9}]}]})
+    };
+    let want = json!({"containers": [{"name": "a", "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 53, "protocol": "SCTP"}]}],
+                      "initContainers": [{"name": "i", "ports": [{"containerPort": 9, "protocol": "TCP"}]}]});
+    let cases = [
+        ("v1", "Pod", "/spec"),
+        ("v1", "PodTemplate", "/template/spec"),
+        ("v1", "ReplicationController", "/spec/template/spec"),
+        ("apps/v1", "Deployment", "/spec/template/spec"),
+        ("apps/v1", "StatefulSet", "/spec/template/spec"),
+        ("apps/v1", "DaemonSet", "/spec/template/spec"),
+        ("apps/v1", "ReplicaSet", "/spec/template/spec"),
+        ("batch/v1", "Job", "/spec/template/spec"),
+        ("batch/v1", "CronJob", "/spec/jobTemplate/spec/template/spec"),
+    ];
+    for (api_version, kind, pointer) in cases {
+        let mut object = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}});
+        let mut at = &mut object;
+        for key in pointer.trim_start_matches('/').split('/') {
+            at = &mut at[key];
+        }
+        *at = spec();
+        normalize(&mut object);
+        assert_eq!(object.pointer(pointer), Some(&want), "{kind}");
+    }
+}
+
+#[test]
+fn other_groups_and_kinds_keep_their_ports() {
+    // A custom resource that happens to be called Deployment, and a ConfigMap.
+    let mut custom = json!({"apiVersion": "example.com/v1", "kind": "Deployment", "metadata": {"name": "x"},
+                            "spec": {"template": {"spec": {"containers": [{"ports": [{"containerPort": 1}]}]}}}});
+    let before = custom.clone();
+    normalize(&mut custom);
+    assert_eq!(custom, before);
+    let mut custom_svc =
+        json!({"apiVersion": "example.com/v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"ports": [{"port": 1}]}});
+    let before = custom_svc.clone();
+    normalize(&mut custom_svc);
+    assert_eq!(custom_svc, before);
+}
+
+#[test]
+fn secret_string_data_becomes_exactly_the_base64_data() {
+    let mut secret = json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+        "data": {"kept": "a2VwdA==", "both": "b2xk"},
+        "stringData": {"user": "admin", "both": "new", "empty": ""},
+    });
+    normalize(&mut secret);
+    assert_eq!(
+        secret,
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"kept": "a2VwdA==", "both": "bmV3", "user": "YWRtaW4=", "empty": ""},
+        })
+    );
+}
+
+#[test]
+fn secret_string_data_without_data_and_odd_values() {
+    let mut secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"a": "b", "port": 5432}});
+    normalize(&mut secret);
+    // The number is not a string: it stays for the server to refuse.
+    assert_eq!(secret["data"], json!({"a": "Yg=="}));
+    assert_eq!(secret["stringData"], json!({"port": 5432}));
+    let mut null = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": null, "data": null});
+    normalize(&mut null);
+    assert_eq!(null, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": null}));
+    let mut bad = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"a": "b"}, "data": "oops"});
+    let before = bad.clone();
+    normalize(&mut bad);
+    assert_eq!(bad, before);
+    // Not a core Secret: untouched.
+    let mut custom = json!({"apiVersion": "x.io/v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"a": "b"}});
+    let before = custom.clone();
+    normalize(&mut custom);
+    assert_eq!(custom, before);
+}
+
+#[test]
+fn server_owned_metadata_and_status_are_stripped() {
+    let mut object = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {
+            "name": "c", "namespace": "n", "labels": {"a": "b"},
+            "resourceVersion": "12", "uid": "u-1", "creationTimestamp": "2024-01-01T00:00:00Z", "generation": 3,
+            "managedFields": [{"manager": "kubectl"}], "selfLink": "/api/v1/x", "deletionTimestamp": "t", "deletionGracePeriodSeconds": 30,
+            "annotations": {LAST_APPLIED_ANNOTATION: "{}", "keep": "me"},
+        },
+        "data": {"status": "a key, not the status"},
+        "status": {"phase": "x"},
+    });
+    normalize(&mut object);
+    assert_eq!(
+        object,
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "n", "labels": {"a": "b"}, "annotations": {"keep": "me"}},
+            "data": {"status": "a key, not the status"},
+        })
+    );
+    // Annotations that held only the last-applied configuration go; empty ones the user wrote stay.
+    let mut only =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": {LAST_APPLIED_ANNOTATION: "{}"}}});
+    normalize(&mut only);
+    assert_eq!(only["metadata"], json!({"name": "c"}));
+    let mut empty = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": {}}});
+    normalize(&mut empty);
+    assert_eq!(empty["metadata"], json!({"name": "c", "annotations": {}}));
+}
+
+#[test]
+fn normalize_is_idempotent_and_safe_on_odd_values() {
+    let mut svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}, 3]}});
+    normalize(&mut svc);
+    let once = svc.clone();
+    normalize(&mut svc);
+    assert_eq!(svc, once);
+    assert_eq!(svc["spec"]["ports"][1], json!(3));
+    for mut odd in [json!(null), json!("x"), json!([1]), json!({"kind": "Pod", "apiVersion": "v1", "spec": "x", "metadata": 1})] {
+        let before = odd.clone();
+        normalize(&mut odd);
+        assert_eq!(odd, before);
+    }
+}
+
+#[test]
+fn own_adds_the_three_labels_and_keeps_others() {
+    let mut object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"app": "x", LAB_LABEL: "old"}}});
+    own(&mut object, "demo", "vault");
+    assert_eq!(
+        object["metadata"]["labels"],
+        json!({"app": "x", "app.kubernetes.io/managed-by": "idp-lab", "idp-lab.dev/lab": "demo", "idp-lab.dev/component": "vault"})
+    );
+    let mut bare = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": null}});
+    own(&mut bare, "demo", "apply");
+    assert_eq!(bare["metadata"]["labels"].as_object().map(Map::len), Some(3));
+    let mut no_metadata = json!({"apiVersion": "v1", "kind": "ConfigMap"});
+    own(&mut no_metadata, "demo", "apply");
+    assert_eq!(no_metadata["metadata"]["labels"][COMPONENT_LABEL], "apply");
+}
+
+#[test]
+fn owned_labels_agree_with_the_render() {
+    // Every rendered object already carries what `own` sets for its component.
+    let (rendered, _) = rendered_stream("standard");
+    for (component, object) in rendered.objects() {
+        let mut owned = object.clone();
+        own(&mut owned, "idp-lab", component);
+        assert_eq!(&owned, object, "{component}");
+    }
+}
