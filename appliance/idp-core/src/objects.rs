@@ -1,13 +1,14 @@
 //! Kubernetes objects as dynamic values, before they meet a cluster: loading
 //! multi-document YAML into objects (with `List`s expanded and every defect of a file
-//! reported at once), finding duplicates, and normalising what strict API servers
-//! refuse or own.
+//! reported at once), finding duplicates, normalising what strict API servers refuse
+//! or own, and the apply order: one sort key `(stage, wave, kind order, namespace,
+//! name)`.
 //!
 //! Pure: the text comes in, `serde_json::Value`s come out. The apply engine in
 //! `idp-kube` reads files and talks to the API server; everything it can decide without
 //! a cluster lives here.
 
-use crate::render::{COMPONENT_LABEL, LAB_LABEL};
+use crate::render::{COMPONENT_LABEL, Item, LAB_LABEL, Rendered};
 use crate::yaml;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -42,9 +43,29 @@ pub struct Object {
     pub value: Value,
     /// Where it was read.
     pub place: Place,
+    /// The catalogue's wave, for a rendered object; `None` for other input, whose wave
+    /// is its `argocd.argoproj.io/sync-wave` annotation.
+    pub wave: Option<i32>,
 }
 
 impl Object {
+    /// The objects of a render, each with its component's wave; the source is
+    /// `component NAME` and the document index counts the component's objects.
+    pub fn from_rendered(rendered: &Rendered) -> Vec<Object> {
+        let mut out = Vec::new();
+        for component in &rendered.components {
+            let objects = component.items.iter().filter_map(|item| match item {
+                Item::Object(value) => Some(value),
+                Item::Reference { .. } => None,
+            });
+            for (i, value) in objects.enumerate() {
+                let place = Place { source: format!("component {}", component.name), document: i + 1, item: None };
+                out.push(Object { value: value.clone(), place, wave: Some(component.wave) });
+            }
+        }
+        out
+    }
+
     /// The `apiVersion`.
     pub fn api_version(&self) -> &str {
         str_at(&self.value, &["apiVersion"]).unwrap_or_default()
@@ -324,7 +345,7 @@ fn check(value: Value, place: Place, objects: &mut Vec<Object>, problems: &mut V
         }
     }
     if problems.len() == before {
-        objects.push(Object { value, place });
+        objects.push(Object { value, place, wave: None });
     }
 }
 
@@ -488,6 +509,163 @@ pub fn own(value: &mut Value, lab: &str, component: &str) {
         labels.insert(LAB_LABEL.into(), Value::String(lab.into()));
         labels.insert(COMPONENT_LABEL.into(), Value::String(component.into()));
     }
+}
+
+/// The annotation that gives an object outside the catalogue its wave.
+pub const SYNC_WAVE_ANNOTATION: &str = "argocd.argoproj.io/sync-wave";
+
+/// The kind order within a stage and wave: Helm's install order as Argo CD uses it
+/// (`gitops-engine/pkg/sync/sync_tasks.go`). Kinds not listed sort after these, by name.
+pub const KIND_ORDER: [&str; 30] = [
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodSecurityPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+];
+
+/// The kinds of stage 0, applied (and waited on) before anything else.
+pub const CLUSTER_DEFINITIONS: [&str; 4] = ["CustomResourceDefinition", "Namespace", "ClusterRole", "ClusterRoleBinding"];
+
+/// The stage of a kind, as Flux stages an apply: 0 for the [`CLUSTER_DEFINITIONS`],
+/// 1 for kinds whose name ends in `Class` (PriorityClass, StorageClass, GatewayClass,
+/// IngressClass, ...), 2 for everything else.
+pub fn stage_of(kind: &str) -> u8 {
+    if CLUSTER_DEFINITIONS.contains(&kind) {
+        0
+    } else if kind.ends_with("Class") {
+        1
+    } else {
+        2
+    }
+}
+
+/// Whether the kind must be `Established` before objects that follow it are applied
+/// (a CustomResourceDefinition: its kinds resolve only then).
+pub fn needs_established(kind: &str) -> bool {
+    kind == "CustomResourceDefinition"
+}
+
+/// A kind's place in [`KIND_ORDER`]; unknown kinds get `KIND_ORDER.len()`.
+pub fn kind_rank(kind: &str) -> usize {
+    KIND_ORDER.iter().position(|k| *k == kind).unwrap_or(KIND_ORDER.len())
+}
+
+/// The apply order of one object: compare keys to order objects. Field order is the
+/// comparison order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SortKey {
+    /// [`stage_of`] the kind.
+    pub stage: u8,
+    /// The catalogue's wave, else the sync-wave annotation, else 0.
+    pub wave: i32,
+    /// [`kind_rank`] of the kind.
+    pub kind_rank: usize,
+    /// The kind, which orders the unknown kinds among themselves.
+    pub kind: String,
+    /// The namespace, empty for none (these come first).
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+/// A sync-wave annotation that is not a wave.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WaveError {
+    /// The value is a string but not an integer (an `i32`, optionally signed, no spaces).
+    #[error("annotation {SYNC_WAVE_ANNOTATION}: expected an integer such as \"-1\" or \"5\", found {found:?}")]
+    NotAnInteger {
+        /// The value.
+        found: String,
+    },
+    /// The value is not a string (annotations are strings: quote the number).
+    #[error("annotation {SYNC_WAVE_ANNOTATION}: expected a string holding an integer, found {found} (quote it)")]
+    NotAString {
+        /// The value as JSON.
+        found: String,
+    },
+}
+
+/// Objects that cannot be ordered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    /// Sync-wave annotations that are not waves: every one, with its object's place.
+    #[error("{}", lines(&waves.iter().map(|(place, e)| format!("{place}: {e}")).collect::<Vec<_>>()))]
+    Waves {
+        /// Each object's place and what is wrong with its annotation.
+        waves: Vec<(Place, WaveError)>,
+    },
+}
+
+/// The wave of an object: `catalogue_wave` when given (the annotation is then not
+/// read), else the [`SYNC_WAVE_ANNOTATION`], else 0.
+pub fn wave_of(value: &Value, catalogue_wave: Option<i32>) -> Result<i32, WaveError> {
+    if let Some(wave) = catalogue_wave {
+        return Ok(wave);
+    }
+    match value.pointer("/metadata/annotations").and_then(|a| a.get(SYNC_WAVE_ANNOTATION)) {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::String(text)) => text.parse().map_err(|_| WaveError::NotAnInteger { found: text.clone() }),
+        Some(other) => Err(WaveError::NotAString { found: other.to_string() }),
+    }
+}
+
+/// The sort key of an object; see [`SortKey`] and [`wave_of`].
+pub fn sort_key(value: &Value, catalogue_wave: Option<i32>) -> Result<SortKey, WaveError> {
+    let kind = str_at(value, &["kind"]).unwrap_or_default();
+    Ok(SortKey {
+        stage: stage_of(kind),
+        wave: wave_of(value, catalogue_wave)?,
+        kind_rank: kind_rank(kind),
+        kind: kind.to_owned(),
+        namespace: str_at(value, &["metadata", "namespace"]).unwrap_or_default().to_owned(),
+        name: str_at(value, &["metadata", "name"]).unwrap_or_default().to_owned(),
+    })
+}
+
+/// Sorts objects into apply order, stably (equal keys keep their input order). Every
+/// bad sync-wave annotation is reported, and then nothing is reordered.
+pub fn order(objects: &mut Vec<Object>) -> Result<(), OrderError> {
+    let mut keys = Vec::with_capacity(objects.len());
+    let mut waves = Vec::new();
+    for object in objects.iter() {
+        match sort_key(&object.value, object.wave) {
+            Ok(key) => keys.push(key),
+            Err(e) => waves.push((object.place.clone(), e)),
+        }
+    }
+    if !waves.is_empty() {
+        return Err(OrderError::Waves { waves });
+    }
+    let mut keyed: Vec<(SortKey, Object)> = keys.into_iter().zip(objects.drain(..)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    objects.extend(keyed.into_iter().map(|(_, o)| o));
+    Ok(())
 }
 
 /// The string at `path`, if there is one.

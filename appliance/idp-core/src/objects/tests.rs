@@ -472,3 +472,203 @@ fn owned_labels_agree_with_the_render() {
         assert_eq!(&owned, object, "{component}");
     }
 }
+
+fn obj(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Value {
+    let mut metadata = json!({"name": name});
+    if let Some(ns) = namespace {
+        metadata["namespace"] = json!(ns);
+    }
+    json!({"apiVersion": api_version, "kind": kind, "metadata": metadata})
+}
+
+fn with_wave(mut value: Value, wave: Value) -> Value {
+    value["metadata"]["annotations"] = json!({SYNC_WAVE_ANNOTATION: wave});
+    value
+}
+
+fn objects_of(values: Vec<Value>) -> Vec<Object> {
+    values.into_iter().enumerate().map(|(i, value)| Object { value, place: place("t.yaml", i + 1, None), wave: None }).collect()
+}
+
+fn names(objects: &[Object]) -> Vec<String> {
+    objects.iter().map(|o| format!("{}/{}", o.kind(), o.name())).collect()
+}
+
+#[test]
+fn stages() {
+    for kind in ["CustomResourceDefinition", "Namespace", "ClusterRole", "ClusterRoleBinding"] {
+        assert_eq!(stage_of(kind), 0, "{kind}");
+    }
+    for kind in ["PriorityClass", "StorageClass", "GatewayClass", "IngressClass", "RuntimeClass", "VolumeSnapshotClass"] {
+        assert_eq!(stage_of(kind), 1, "{kind}");
+    }
+    for kind in ["Role", "RoleBinding", "Deployment", "ClassicThing", "Gateway", "HelmChart", ""] {
+        assert_eq!(stage_of(kind), 2, "{kind}");
+    }
+    assert!(needs_established("CustomResourceDefinition"));
+    assert!(!needs_established("Namespace"));
+}
+
+#[test]
+fn the_kind_order_is_the_reference_list() {
+    assert_eq!(kind_rank("Namespace"), 0);
+    assert_eq!(kind_rank("APIService"), 29);
+    assert!(kind_rank("ServiceAccount") < kind_rank("Secret"));
+    assert!(kind_rank("Secret") < kind_rank("ConfigMap"));
+    assert!(kind_rank("PersistentVolumeClaim") < kind_rank("CustomResourceDefinition"));
+    assert!(kind_rank("Service") < kind_rank("Deployment"));
+    assert!(kind_rank("Deployment") < kind_rank("StatefulSet"));
+    assert_eq!(kind_rank("HelmChart"), KIND_ORDER.len());
+    // No kind twice.
+    let mut kinds = KIND_ORDER.to_vec();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(kinds.len(), KIND_ORDER.len());
+}
+
+#[test]
+fn one_key_orders_stage_wave_kind_namespace_name() {
+    let mut objects = objects_of(vec![
+        obj("apps/v1", "Deployment", Some("b"), "web"),
+        obj("v1", "Service", Some("b"), "web"),
+        with_wave(obj("v1", "ConfigMap", Some("a"), "late"), json!("5")),
+        with_wave(obj("v1", "ConfigMap", Some("a"), "early"), json!("-1")),
+        obj("scheduling.k8s.io/v1", "PriorityClass", None, "high"),
+        obj("example.com/v1", "Zebra", Some("a"), "z"),
+        obj("example.com/v1", "Aardvark", Some("a"), "a"),
+        obj("v1", "ConfigMap", Some("b"), "cm"),
+        obj("v1", "ConfigMap", Some("a"), "cm"),
+        obj("rbac.authorization.k8s.io/v1", "ClusterRole", None, "reader"),
+        with_wave(obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, "zebras.example.com"), json!("3")),
+        obj("v1", "Namespace", None, "b"),
+        obj("v1", "Namespace", None, "a"),
+        obj("networking.k8s.io/v1", "IngressClass", None, "nginx"),
+    ]);
+    order(&mut objects).expect("orders");
+    assert_eq!(
+        names(&objects),
+        [
+            // Stage 0, wave 0: by kind order, then name; the CRD's wave 3 puts it last in stage 0.
+            "Namespace/a",
+            "Namespace/b",
+            "ClusterRole/reader",
+            "CustomResourceDefinition/zebras.example.com",
+            // Stage 1: Classes, by kind order (IngressClass is listed, PriorityClass is not).
+            "IngressClass/nginx",
+            "PriorityClass/high",
+            // Stage 2: wave -1 first, wave 5 last.
+            "ConfigMap/early",
+            "ConfigMap/cm",
+            "ConfigMap/cm",
+            "Service/web",
+            "Deployment/web",
+            "Aardvark/a",
+            "Zebra/z",
+            "ConfigMap/late",
+        ]
+    );
+    // Same kind and name: the namespace decides.
+    assert_eq!((objects[7].namespace(), objects[8].namespace()), ("a", "b"));
+}
+
+#[test]
+fn the_catalogue_wave_wins_over_the_annotation() {
+    let value = with_wave(obj("v1", "ConfigMap", Some("a"), "c"), json!("7"));
+    assert_eq!(sort_key(&value, Some(-3)).expect("key").wave, -3);
+    assert_eq!(sort_key(&value, None).expect("key").wave, 7);
+    assert_eq!(sort_key(&obj("v1", "ConfigMap", None, "c"), None).expect("key").wave, 0);
+    // With a catalogue wave, a bad annotation is not read.
+    let bad = with_wave(obj("v1", "ConfigMap", None, "c"), json!("soon"));
+    assert_eq!(sort_key(&bad, Some(2)).expect("key").wave, 2);
+    // Signs are accepted, as Argo CD's strconv.Atoi does.
+    assert_eq!(wave_of(&with_wave(obj("v1", "ConfigMap", None, "c"), json!("+4")), None), Ok(4));
+    assert_eq!(wave_of(&with_wave(obj("v1", "ConfigMap", None, "c"), json!("-10")), None), Ok(-10));
+}
+
+#[test]
+fn a_bad_sync_wave_is_an_error_not_zero() {
+    for bad in ["", "one", " 1", "1.5", "99999999999"] {
+        let value = with_wave(obj("v1", "ConfigMap", None, "c"), json!(bad));
+        assert_eq!(sort_key(&value, None), Err(WaveError::NotAnInteger { found: bad.into() }), "{bad:?}");
+    }
+    let number = with_wave(obj("v1", "ConfigMap", None, "c"), json!(1));
+    assert_eq!(wave_of(&number, None), Err(WaveError::NotAString { found: "1".into() }));
+}
+
+#[test]
+fn order_reports_every_bad_wave_and_leaves_the_input() {
+    let mut objects = objects_of(vec![
+        with_wave(obj("v1", "ConfigMap", None, "a"), json!("x")),
+        obj("v1", "Namespace", None, "n"),
+        with_wave(obj("v1", "ConfigMap", None, "b"), json!(2)),
+    ]);
+    let before = objects.clone();
+    let err = order(&mut objects).expect_err("bad waves");
+    let OrderError::Waves { waves } = &err;
+    assert_eq!(waves.iter().map(|(p, _)| p.document).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(objects, before);
+    let message = err.to_string();
+    assert_eq!(
+        message,
+        "t.yaml: document 1: annotation argocd.argoproj.io/sync-wave: expected an integer such as \"-1\" or \"5\", found \"x\"\n\
+         t.yaml: document 3: annotation argocd.argoproj.io/sync-wave: expected a string holding an integer, found 2 (quote it)"
+    );
+}
+
+#[test]
+fn order_is_stable_for_equal_keys() {
+    let mut first = obj("v1", "ConfigMap", None, "same");
+    first["data"] = json!({"n": "1"});
+    let mut second = obj("v1", "ConfigMap", None, "same");
+    second["data"] = json!({"n": "2"});
+    let mut objects = objects_of(vec![obj("v1", "Service", None, "s"), first, obj("v1", "Namespace", None, "n"), second]);
+    order(&mut objects).expect("orders");
+    assert_eq!(objects.iter().map(|o| o.place.document).collect::<Vec<_>>(), [3, 2, 4, 1]);
+}
+
+#[test]
+fn the_rendered_catalogue_orders_definitions_first() {
+    let (rendered, stream) = rendered_stream("standard");
+    let mut loaded = load(&stream, "render").expect("loads");
+    // A CRD, as a chart's would be, given last.
+    loaded.push(Object {
+        value: obj("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, "things.example.com"),
+        place: place("extra.yaml", 1, None),
+        wave: None,
+    });
+    order(&mut loaded).expect("orders");
+    let stages: Vec<u8> = loaded.iter().map(|o| stage_of(o.kind())).collect();
+    assert!(stages.is_sorted(), "{stages:?}");
+    let namespaces = loaded.iter().filter(|o| o.kind() == "Namespace").count();
+    assert!(namespaces > 0);
+    let first: Vec<&str> = loaded[..=namespaces].iter().map(Object::kind).collect();
+    assert!(first.iter().all(|k| *k == "Namespace" || *k == "CustomResourceDefinition"), "{first:?}");
+    assert_eq!(first.last(), Some(&"CustomResourceDefinition"));
+
+    // With the catalogue's waves: stages first, then waves within each stage.
+    let mut objects = Object::from_rendered(&rendered);
+    assert_eq!(objects.len(), rendered.objects().count());
+    order(&mut objects).expect("orders");
+    let keys: Vec<SortKey> = objects.iter().map(|o| sort_key(&o.value, o.wave).expect("key")).collect();
+    assert!(keys.is_sorted());
+    assert!(objects.iter().take(namespaces).all(|o| o.kind() == "Namespace"));
+    assert!(objects.iter().all(|o| o.wave.is_some() && o.place.source.starts_with("component ")));
+    assert!(duplicates(&objects).is_empty());
+}
+
+#[test]
+fn the_rendered_catalogue_normalises_to_what_strict_servers_take() {
+    for profile in ["standard", "full"] {
+        let (rendered, _) = rendered_stream(profile);
+        for mut object in Object::from_rendered(&rendered) {
+            normalize(&mut object.value);
+            if object.kind() == "Service" {
+                for port in object.value["spec"]["ports"].as_array().into_iter().flatten() {
+                    assert!(port["protocol"].is_string(), "{}: {port}", object.place);
+                }
+            }
+            assert!(object.value.get("status").is_none());
+            assert!(object.value.get("stringData").is_none() || object.kind() != "Secret", "{}", object.place);
+        }
+    }
+}
