@@ -9,6 +9,7 @@ pub mod config;
 pub mod diag;
 pub mod objects;
 pub mod profiles;
+pub mod readiness;
 pub mod render;
 pub mod settings;
 pub mod yaml;
