@@ -7,6 +7,7 @@ pub mod catalogue;
 pub mod cluster;
 pub mod config;
 pub mod diag;
+pub mod drift;
 pub mod objects;
 pub mod profiles;
 pub mod readiness;

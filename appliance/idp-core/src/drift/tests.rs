@@ -1,0 +1,236 @@
+use super::*;
+use serde_json::{Value, json};
+
+const OWNED: [&str; 3] = ["app.kubernetes.io/managed-by", "idp-lab.dev/lab", "idp-lab.dev/component"];
+
+/// A Deployment as an SSA dry-run returns it: defaulted, with server metadata and status.
+fn deployment() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web", "namespace": "apps", "uid": "u-1", "resourceVersion": "42", "generation": 3,
+            "creationTimestamp": "2024-01-01T00:00:00Z",
+            "managedFields": [{"manager": "idp-lab", "operation": "Apply"}],
+            "labels": {"app.kubernetes.io/managed-by": "idp-lab", "idp-lab.dev/lab": "demo", "idp-lab.dev/component": "web"},
+            "annotations": {"deployment.kubernetes.io/revision": "3", "idp-lab.dev/note": "hello"}
+        },
+        "spec": {
+            "replicas": 2,
+            "revisionHistoryLimit": 10,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80, "protocol": "TCP"}]}], "securityContext": {}}
+            }
+        },
+        "status": {"observedGeneration": 3, "replicas": 2, "availableReplicas": 2}
+    })
+}
+
+fn paths(diffs: &[FieldDiff]) -> Vec<&str> {
+    diffs.iter().map(|d| d.path.as_str()).collect()
+}
+
+#[test]
+fn identical_objects_do_not_drift() {
+    assert_eq!(drift(&deployment(), &deployment(), &OWNED), vec![]);
+    assert_eq!(unified(&deployment(), &deployment()), "");
+}
+
+#[test]
+fn kubectl_scale_is_exactly_spec_replicas() {
+    let mut live = deployment();
+    live["spec"]["replicas"] = json!(5);
+    live["status"]["replicas"] = json!(5);
+    live["metadata"]["resourceVersion"] = json!("43");
+    assert_eq!(
+        drift(&deployment(), &live, &OWNED),
+        vec![FieldDiff { path: "spec.replicas".into(), desired: Some(json!(2)), live: Some(json!(5)) }]
+    );
+}
+
+#[test]
+fn a_changed_idp_lab_label_is_exactly_that_label() {
+    let mut live = deployment();
+    live["metadata"]["labels"]["idp-lab.dev/lab"] = json!("other");
+    let diffs = drift(&deployment(), &live, &OWNED);
+    assert_eq!(
+        diffs,
+        vec![FieldDiff { path: r#"metadata.labels["idp-lab.dev/lab"]"#.into(), desired: Some(json!("demo")), live: Some(json!("other")) }]
+    );
+    assert_eq!(diffs[0].to_string(), r#"metadata.labels["idp-lab.dev/lab"]: live "other", desired "demo""#);
+}
+
+#[test]
+fn a_removed_owned_label_is_drift_even_if_the_desired_side_lacks_it() {
+    let mut live = deployment();
+    live["metadata"]["labels"].as_object_mut().map(|l| l.remove("idp-lab.dev/component"));
+    assert_eq!(paths(&drift(&deployment(), &live, &OWNED)), [r#"metadata.labels["idp-lab.dev/component"]"#]);
+    // An owned label on neither side is not drift; one only live has is reported.
+    let mut desired = deployment();
+    desired["metadata"]["labels"].as_object_mut().map(|l| l.remove("idp-lab.dev/component"));
+    assert_eq!(drift(&desired, &live, &OWNED), vec![]);
+    let diffs = drift(&desired, &deployment(), &OWNED);
+    assert_eq!(
+        diffs,
+        vec![FieldDiff { path: r#"metadata.labels["idp-lab.dev/component"]"#.into(), desired: None, live: Some(json!("web")) }]
+    );
+}
+
+#[test]
+fn a_foreign_label_or_annotation_is_not_drift() {
+    let mut live = deployment();
+    live["metadata"]["labels"]["team"] = json!("payments");
+    live["metadata"]["annotations"]["example.com/owner"] = json!("alice");
+    assert_eq!(drift(&deployment(), &live, &OWNED), vec![], "SSA leaves keys idp-lab does not set alone");
+}
+
+#[test]
+fn a_changed_annotation_idp_lab_sets_is_drift_tool_annotations_are_not() {
+    let mut live = deployment();
+    live["metadata"]["annotations"]["idp-lab.dev/note"] = json!("edited");
+    live["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("4");
+    live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json!("{}");
+    assert_eq!(
+        drift(&deployment(), &live, &OWNED),
+        vec![FieldDiff {
+            path: r#"metadata.annotations["idp-lab.dev/note"]"#.into(),
+            desired: Some(json!("hello")),
+            live: Some(json!("edited"))
+        }]
+    );
+}
+
+#[test]
+fn status_and_server_metadata_are_ignored() {
+    let mut live = deployment();
+    live["status"] = json!({"observedGeneration": 9, "replicas": 1, "conditions": [{"type": "Available", "status": "False"}]});
+    live["metadata"]["resourceVersion"] = json!("999");
+    live["metadata"]["generation"] = json!(9);
+    live["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Update"}]);
+    live["metadata"]["finalizers"] = json!(["example.com/keep"]);
+    assert_eq!(drift(&deployment(), &live, &OWNED), vec![]);
+    // The rendering shows what differs in the views, drift or not: here a finalizer
+    // only live has (a real dry-run carries it too, so it would not show).
+    assert_eq!(
+        unified(&deployment(), &live),
+        "--- live\n+++ desired\n@@ -3,8 +3,6 @@\n metadata:\n   annotations:\n     idp-lab.dev/note: hello\n-  finalizers:\n-    - example.com/keep\n   labels:\n     app.kubernetes.io/managed-by: idp-lab\n     idp-lab.dev/component: web\n"
+    );
+}
+
+#[test]
+fn a_config_map_value_change_is_that_key() {
+    let cm = |value: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "apps", "labels": {"idp-lab.dev/lab": "demo"}},
+            "data": {"LOG_LEVEL": "info", "app.properties": value}})
+    };
+    let diffs = drift(&cm("a=1\n"), &cm("a=2\n"), &OWNED);
+    assert_eq!(
+        diffs,
+        vec![FieldDiff { path: r#"data["app.properties"]"#.into(), desired: Some(json!("a=1\n")), live: Some(json!("a=2\n")) }]
+    );
+    let mut live = cm("a=1\n");
+    live["data"]["LOG_LEVEL"] = json!("debug");
+    live["data"]["EXTRA"] = json!("x");
+    let diffs = drift(&cm("a=1\n"), &live, &OWNED);
+    assert_eq!(
+        diffs,
+        vec![
+            FieldDiff { path: "data.EXTRA".into(), desired: None, live: Some(json!("x")) },
+            FieldDiff { path: "data.LOG_LEVEL".into(), desired: Some(json!("info")), live: Some(json!("debug")) },
+        ]
+    );
+}
+
+#[test]
+fn nested_list_paths_and_order() {
+    let mut live = deployment();
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:latest");
+    live["spec"]["replicas"] = json!(1);
+    live["metadata"]["labels"]["idp-lab.dev/lab"] = json!("x");
+    assert_eq!(
+        paths(&drift(&deployment(), &live, &OWNED)),
+        [r#"metadata.labels["idp-lab.dev/lab"]"#, "spec.replicas", "spec.template.spec.containers[0].image"]
+    );
+    let mut live = deployment();
+    if let Some(containers) = live["spec"]["template"]["spec"]["containers"].as_array_mut() {
+        containers.push(json!({"name": "debug", "image": "busybox"}));
+    }
+    let diffs = drift(&deployment(), &live, &OWNED);
+    assert_eq!(
+        diffs,
+        vec![FieldDiff {
+            path: "spec.template.spec.containers[1]".into(),
+            desired: None,
+            live: Some(json!({"name": "debug", "image": "busybox"}))
+        }]
+    );
+}
+
+#[test]
+fn normalisation_empty_collections_numbers_and_hpa_metrics() {
+    let role =
+        |rules: Value| json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}, "rules": rules});
+    assert_eq!(drift(&role(json!([])), &role(Value::Null), &[]), vec![]);
+    let mut without = role(json!([]));
+    without.as_object_mut().map(|o| o.remove("rules"));
+    assert_eq!(drift(&role(json!([])), &without, &[]), vec![]);
+    assert_eq!(drift(&json!({"kind": "X", "spec": {"a": {}}}), &json!({"kind": "X", "spec": {"a": null, "b": {"c": []}}}), &[]), vec![]);
+    assert_eq!(drift(&json!({"kind": "X", "spec": {"n": 1}}), &json!({"kind": "X", "spec": {"n": 1.0}}), &[]), vec![]);
+
+    let metric = json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}});
+    let hpa = |metrics: Value| json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"}, "spec": {"maxReplicas": 3, "metrics": metrics}});
+    assert_eq!(drift(&hpa(json!([metric.clone(), metric.clone(), {}])), &hpa(json!([metric.clone()])), &[]), vec![]);
+    // Not for other kinds: a duplicated list entry is a difference there.
+    let other = |items: Value| json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"metrics": items}});
+    assert_eq!(paths(&drift(&other(json!([1, 1])), &other(json!([1])), &[])), ["spec.metrics[1]"]);
+}
+
+#[test]
+fn an_absent_live_object_is_one_difference() {
+    let diffs = drift(&deployment(), &Value::Null, &OWNED);
+    assert_eq!(diffs.len(), 1);
+    assert_eq!((diffs[0].path.as_str(), diffs[0].live.as_ref()), ("", None));
+    assert_eq!(diffs[0].to_string().split(':').next(), Some("(object)"));
+    let text = unified(&deployment(), &Value::Null);
+    assert!(text.starts_with("--- live\n+++ desired\n@@ -0,0 +1,"), "{text}");
+    assert!(text.lines().skip(3).all(|l| l.starts_with('+')), "{text}");
+}
+
+#[test]
+fn unified_shows_the_change_with_context() {
+    let mut live = deployment();
+    live["spec"]["replicas"] = json!(5);
+    let text = unified(&deployment(), &live);
+    assert_eq!(
+        text,
+        "--- live\n+++ desired\n@@ -10,7 +10,7 @@\n   name: web\n   namespace: apps\n spec:\n-  replicas: 5\n+  replicas: 2\n   revisionHistoryLimit: 10\n   selector:\n     matchLabels:\n"
+    );
+}
+
+#[test]
+fn unified_separates_distant_changes_into_hunks() {
+    let many = |changed: &[usize]| {
+        let data: serde_json::Map<String, Value> =
+            (0..30).map(|i| (format!("k{i:02}"), json!(if changed.contains(&i) { "new" } else { "old" }))).collect();
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "data": data})
+    };
+    let text = unified(&many(&[2, 25]), &many(&[]));
+    assert_eq!(text.matches("\n@@ ").count() + usize::from(text.starts_with("@@")), 2, "{text}");
+    assert!(text.contains("-  k02: old\n+  k02: new\n"), "{text}");
+    assert!(text.contains("-  k25: old\n+  k25: new\n"), "{text}");
+    // Two changes close together are one hunk.
+    let text = unified(&many(&[10, 14]), &many(&[]));
+    assert_eq!(text.matches("@@ -").count(), 1, "{text}");
+}
+
+#[test]
+fn line_diff_aligns_insertions_and_deletions() {
+    let old = ["a", "b", "c", "d"];
+    let new = ["a", "x", "c", "d", "e"];
+    assert_eq!(line_diff(&old, &new), vec![Op::Same(0, 0), Op::Removed(1), Op::Added(1), Op::Same(2, 2), Op::Same(3, 3), Op::Added(4)]);
+    assert_eq!(line_diff(&[], &["a"]), vec![Op::Added(0)]);
+    assert_eq!(line_diff(&["a"], &[]), vec![Op::Removed(0)]);
+    assert_eq!(line_diff(&["x", "a", "y"], &["a"]), vec![Op::Removed(0), Op::Same(1, 0), Op::Removed(2)]);
+}
