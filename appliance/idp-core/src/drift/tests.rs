@@ -234,3 +234,58 @@ fn line_diff_aligns_insertions_and_deletions() {
     assert_eq!(line_diff(&["a"], &[]), vec![Op::Removed(0)]);
     assert_eq!(line_diff(&["x", "a", "y"], &["a"]), vec![Op::Removed(0), Op::Same(1, 0), Op::Removed(2)]);
 }
+
+/// The LCS length of two line lists, the plain way, to check `line_diff` against.
+fn lcs_len(a: &[&str], b: &[&str]) -> usize {
+    let mut t = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in 0..a.len() {
+        for j in 0..b.len() {
+            t[i + 1][j + 1] = if a[i] == b[j] { t[i][j] + 1 } else { t[i][j + 1].max(t[i + 1][j]) };
+        }
+    }
+    t[a.len()][b.len()]
+}
+
+proptest::proptest! {
+    /// Whatever the lines, the diff rebuilds both sides in order, keeps as many lines as a
+    /// longest common subsequence has (no needless removals and additions), and puts a
+    /// change's removals before its additions.
+    #[test]
+    fn line_diffs_rebuild_both_sides_and_are_minimal(
+        old in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "c", "d"]), 0..12),
+        new in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "c", "d"]), 0..12),
+    ) {
+        let ops = line_diff(&old, &new);
+        let (mut rebuilt_old, mut rebuilt_new, mut same) = (Vec::new(), Vec::new(), 0);
+        let (mut next_old, mut next_new) = (0, 0);
+        for op in &ops {
+            match *op {
+                Op::Same(o, n) => {
+                    proptest::prop_assert_eq!((o, n), (next_old, next_new));
+                    proptest::prop_assert_eq!(old[o], new[n]);
+                    rebuilt_old.push(old[o]);
+                    rebuilt_new.push(new[n]);
+                    next_old += 1;
+                    next_new += 1;
+                    same += 1;
+                }
+                Op::Removed(o) => {
+                    proptest::prop_assert_eq!(o, next_old);
+                    rebuilt_old.push(old[o]);
+                    next_old += 1;
+                }
+                Op::Added(n) => {
+                    proptest::prop_assert_eq!(n, next_new);
+                    rebuilt_new.push(new[n]);
+                    next_new += 1;
+                }
+            }
+        }
+        proptest::prop_assert_eq!(&rebuilt_old, &old);
+        proptest::prop_assert_eq!(&rebuilt_new, &new);
+        proptest::prop_assert_eq!(same, lcs_len(&old, &new));
+        for pair in ops.windows(2) {
+            proptest::prop_assert!(!matches!(pair, [Op::Added(_), Op::Removed(_)]), "an addition before a removal: {:?}", ops);
+        }
+    }
+}
