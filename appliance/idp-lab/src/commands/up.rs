@@ -16,8 +16,9 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-/// How often a port Docker found taken is replaced before `up` gives up.
-const PORT_RETRIES: usize = 3;
+/// How often a port (or subnet) taken by a concurrent `up` is replaced before `up`
+/// gives up.
+const PORT_RETRIES: usize = 5;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -228,8 +229,11 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
             match result {
                 Ok(()) => break,
                 Err(ProvisionError::PortAllocated { node, port })
-                    if attempt < PORT_RETRIES
-                        && settings::replace_taken_port(&lab.ctx.config, &mut settings.network.ports, port, &mut busy, &reserved) =>
+                    if attempt < PORT_RETRIES && {
+                        // What the host has bound now, so the replacement is not taken too.
+                        busy.extend(idp_host::net::busy_ports(&settings::port_candidates(&lab.ctx.config, None)));
+                        settings::replace_taken_port(&lab.ctx.config, &mut settings.network.ports, port, &mut busy, &reserved)
+                    } =>
                 {
                     attempt += 1;
                     steps.detail(&format!("port {port} of {node} was taken meanwhile; chose another"));
