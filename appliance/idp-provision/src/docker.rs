@@ -516,7 +516,8 @@ impl Engine {
             let state = self.state(node).await?;
             let restarting = state.restarting.unwrap_or(false) || state.running.unwrap_or(false);
             reopens += 1;
-            let log = self.log(node, 40).await.unwrap_or_else(|_| seen.clone());
+            // Enough lines to reach the error above k3s' help text, which follows it.
+            let log = self.log(node, 500).await.unwrap_or_else(|_| seen.clone());
             let fatal = log.contains("level=fatal");
             if !restarting || reopens > LOG_REOPENS || (fatal && reopens >= 2) {
                 return Err(ProvisionError::Exited { node: node.to_owned(), code: state.exit_code.unwrap_or(-1), tail: tail(&log, 15) });
