@@ -48,21 +48,7 @@ pub fn format_line(level: Level, ts: &str, msg: &str) -> String {
 
 /// Quotes like Go's `%q`, which logrus uses for values with spaces or quotes.
 fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::flags::go_quote(s)
 }
 
 /// `info!("...", args)`: a `level=info` line.
