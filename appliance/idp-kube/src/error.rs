@@ -105,6 +105,85 @@ pub enum KubeError {
         #[source]
         last_error: Option<Box<KubeError>>,
     },
+    /// Objects were not all ready when a readiness wait's time ran out.
+    #[error(
+        "timed out after {}s waiting for {not_ready} of {total} objects on {server} to become ready:{}",
+        waited.as_secs(),
+        explain.lines().map(|line| format!("\n  {line}")).collect::<String>()
+    )]
+    NotReadyInTime {
+        /// The API server's URL.
+        server: String,
+        /// How long it was waited.
+        waited: Duration,
+        /// How many objects were not ready.
+        not_ready: usize,
+        /// How many objects were waited for.
+        total: usize,
+        /// One line per object not ready, `Kind namespace/name: reason`
+        /// ([`idp_core::readiness::explain`]), with the last error of a watch that failed.
+        explain: String,
+    },
+    /// An object will not become ready without a change (its verdict is Failed), so a
+    /// readiness wait stopped at once.
+    #[error(
+        "failed on {server}, waiting will not make it ready:{}",
+        explain.lines().map(|line| format!("\n  {line}")).collect::<String>()
+    )]
+    Failed {
+        /// The API server's URL.
+        server: String,
+        /// One line per failed object, `Kind namespace/name: reason`
+        /// ([`idp_core::readiness::explain`]).
+        explain: String,
+    },
+    /// Objects the input gets wrong, found before anything was sent: every one.
+    #[error("{}", problems.join("\n"))]
+    Input {
+        /// One line per problem, each naming the object's file and document.
+        problems: Vec<String>,
+    },
+    /// Kinds the API server does not serve, at the deadline (or at once in a dry run).
+    #[error(
+        "{server} does not serve {}{}",
+        kinds.join(", "),
+        if *dry_run {
+            "; a dry run cannot create their CRDs, so their objects cannot be checked before a real apply"
+        } else {
+            "; is the CRD that defines each installed (in this input, or by a chart applied before)?"
+        }
+    )]
+    NotServed {
+        /// The API server's URL.
+        server: String,
+        /// `Kind apiVersion` of each, sorted.
+        kinds: Vec<String>,
+        /// Whether the run was a dry run.
+        dry_run: bool,
+    },
+    /// The API server refused objects of a wave; the rest of the wave was applied, the
+    /// later waves were not.
+    #[error(
+        "{server} refused {} object(s) ({applied} of the wave applied, later waves not; fix these and apply again):\n{}",
+        failures.len(),
+        failures.join("\n")
+    )]
+    Refused {
+        /// The API server's URL.
+        server: String,
+        /// How many objects of the wave were applied.
+        applied: usize,
+        /// One line per refused object: which, where from, why, and the way out.
+        failures: Vec<String>,
+    },
+    /// An object idp-lab would take over belongs to something else.
+    #[error("{what} is not idp-lab's: {problem}; choose another name")]
+    NotOurs {
+        /// The object.
+        what: String,
+        /// Why not.
+        problem: String,
+    },
 }
 
 impl KubeError {

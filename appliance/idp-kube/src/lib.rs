@@ -8,11 +8,25 @@
 //!   the user's kubeconfig under the lock kubectl and kind use.
 //! * [`Cluster`]: a connection made from a kubeconfig: `/readyz`, the nodes, and waiting
 //!   for the nodes a plan expects.
+//! * The apply engine: [`Cluster::apply`] (server-side apply in stages and waves, with
+//!   discovery that survives the CRD race, readiness over watches, and an in-cluster
+//!   [`Inventory`] with prune) and [`Cluster::diff`], both sparing an unchanged cluster
+//!   its requests through the [`ApplyCache`].
 
+mod apply;
+mod cache;
 mod cluster;
+mod diff;
+mod discovery;
 mod error;
+pub mod inventory;
 pub mod kubeconfig;
 mod lock;
+mod wait;
 
+pub use apply::{Action, Applied, ApplyOptions, ApplyReport, DEFAULT_CONCURRENCY, FIELD_MANAGER, Progress};
+pub use cache::ApplyCache;
 pub use cluster::Cluster;
+pub use diff::{DiffReport, Field, ObjectDiff};
 pub use error::{Cause, KubeError};
+pub use inventory::Inventory;

@@ -1,0 +1,869 @@
+//! The apply engine: objects in, a cluster that holds them out.
+//!
+//! 1. **Prepare.** Each object is normalised ([`objects::normalize`]), given the
+//!    ownership labels ([`objects::own`]) and, in an apply set, the member label, and
+//!    put in apply order ([`objects::order`]: stage, wave, kind order, namespace, name).
+//! 2. **Resolve.** Every kind is resolved through discovery of its exact group version.
+//!    A namespaced kind without a namespace gets the default one; a cluster-scoped kind
+//!    with one is refused, with every such object named at once.
+//! 3. **Waves**, one after the other. A wave whose kinds are not served yet (their CRD
+//!    was applied in an earlier wave, or comes from a chart) asks discovery again every
+//!    second until the deadline. Its objects are applied with server-side apply (field
+//!    manager `idp-lab`, force, `fieldValidation=Strict`), `concurrency` at a time, and
+//!    retried with backoff on 409, 429, 5xx and dropped connections. CRDs are waited on
+//!    until `Established` before the next wave; with `wait`, every wave is waited on
+//!    until ready.
+//! 4. **The cache.** One metadata LIST per kind and namespace gives each live object's
+//!    `resourceVersion`; an object whose input and version match the [`ApplyCache`] is
+//!    already what applying it would leave, and is not sent.
+//! 5. **Prune**, in an apply set and when asked: the set's previous members (found by
+//!    its label, in the kinds and namespaces its parent lists) that the input no longer
+//!    has are deleted, in reverse apply order, unless annotated `idp-lab.dev/prune:
+//!    disabled`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt as _, stream};
+use idp_core::objects::{self, Identity, Object, SortKey};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy, ValidationDirective};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cache::{self, ApplyCache};
+use crate::discovery::{Discovery, Kind};
+use crate::inventory::{self, Inventory, Listed, PART_OF_LABEL, PRUNE_ANNOTATION, PRUNE_DISABLED};
+use crate::wait::{self, Target};
+use crate::{Cluster, KubeError};
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "idp-lab";
+/// The default number of requests in flight.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Attempts of one request before its error stands (409, 429, 5xx, connection errors).
+const ATTEMPTS: u32 = 6;
+/// The first backoff; it doubles after each attempt.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// How often discovery is asked again for kinds not served yet.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(1);
+
+/// How to apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// The namespace of namespaced objects that name none.
+    pub namespace: String,
+    /// The lab, for the `idp-lab.dev/lab` label.
+    pub lab: String,
+    /// The component, for the `idp-lab.dev/component` label.
+    pub component: String,
+    /// The apply set the objects belong to; `None` for none (then nothing is pruned).
+    pub inventory: Option<Inventory>,
+    /// Delete the set's previous members that the input no longer has.
+    pub prune: bool,
+    /// Wait for each wave to be ready before the next.
+    pub wait: bool,
+    /// The deadline of the whole run, from its start.
+    pub timeout: Duration,
+    /// Ask the server what it would do (`dryRun=All`), change nothing.
+    pub dry_run: bool,
+    /// Requests in flight at once (at least 1).
+    pub concurrency: usize,
+}
+
+impl ApplyOptions {
+    /// Options for `lab`'s `component`, in namespace `default`, no set, no wait, 5 min.
+    pub fn new(lab: &str, component: &str) -> ApplyOptions {
+        ApplyOptions {
+            namespace: "default".into(),
+            lab: lab.into(),
+            component: component.into(),
+            inventory: None,
+            prune: false,
+            wait: false,
+            timeout: Duration::from_secs(300),
+            dry_run: false,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+
+    /// The labels idp-lab sets on every object, as keys.
+    pub fn owned_labels(&self) -> Vec<&'static str> {
+        let mut labels = vec![objects::MANAGED_BY_LABEL, idp_core::render::LAB_LABEL, idp_core::render::COMPONENT_LABEL];
+        if self.inventory.is_some() {
+            labels.push(PART_OF_LABEL);
+        }
+        labels
+    }
+}
+
+/// Progress of a run, for a progress line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// A wave begins.
+    Wave {
+        /// Its stage.
+        stage: u8,
+        /// Its wave.
+        wave: i32,
+        /// How many objects it has.
+        objects: usize,
+    },
+    /// Kinds of the wave are not served yet; discovery is asked again.
+    WaitingForKinds {
+        /// `Kind apiVersion`, sorted.
+        kinds: Vec<String>,
+    },
+    /// Objects of the wave sent (or skipped as unchanged).
+    Applied {
+        /// Done so far.
+        done: usize,
+        /// Of.
+        total: usize,
+    },
+    /// Objects of the wave ready.
+    Ready {
+        /// Ready so far.
+        ready: usize,
+        /// Of.
+        total: usize,
+    },
+    /// An object was pruned.
+    Pruned {
+        /// It, as displayed.
+        object: String,
+    },
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// It did not exist.
+    Created,
+    /// It changed.
+    Configured,
+    /// Nothing changed (sent and left as it was, or not sent: see `cached`).
+    Unchanged,
+}
+
+/// One applied object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    /// `Kind.group namespace/name`.
+    pub object: String,
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// The namespace; empty for a cluster-scoped object.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+    /// Its stage.
+    pub stage: u8,
+    /// Its wave.
+    pub wave: i32,
+    /// What happened.
+    pub action: Action,
+    /// Whether the cache showed it unchanged, so nothing was sent.
+    pub cached: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    /// Whether it was a dry run.
+    pub dry_run: bool,
+    /// Every object of the input, in apply order.
+    pub objects: Vec<Applied>,
+    /// Objects pruned (or that a dry run would prune), in the order deleted.
+    pub pruned: Vec<String>,
+    /// Objects prune left because they are annotated `idp-lab.dev/prune: disabled`.
+    pub kept: Vec<String>,
+}
+
+impl ApplyReport {
+    /// Objects created or configured.
+    pub fn changed(&self) -> usize {
+        self.objects.iter().filter(|o| o.action != Action::Unchanged).count()
+    }
+}
+
+/// An object on its way.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    /// Where it came from.
+    pub place: objects::Place,
+    /// Its apply order.
+    pub key: SortKey,
+    /// The object to send: normalised and owned.
+    pub value: Value,
+    /// Its kind once resolved.
+    pub kind: Option<Kind>,
+}
+
+impl Item {
+    pub(crate) fn api_version(&self) -> &str {
+        self.value.get("apiVersion").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    pub(crate) fn kind_name(&self) -> &str {
+        &self.key.kind
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.key.name
+    }
+
+    /// The namespace as it will be sent; empty for none.
+    pub(crate) fn namespace(&self) -> &str {
+        self.value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    pub(crate) fn identity(&self) -> Identity {
+        Identity {
+            group: objects::api_group(self.api_version()).to_owned(),
+            kind: self.key.kind.clone(),
+            namespace: self.namespace().to_owned(),
+            name: self.key.name.clone(),
+        }
+    }
+
+    pub(crate) fn display(&self) -> String {
+        self.identity().to_string()
+    }
+
+    /// The API to reach it; `None` before it is resolved.
+    pub(crate) fn api(&self, client: &kube::Client) -> Option<Api<DynamicObject>> {
+        let kind = self.kind.as_ref()?;
+        Some(if kind.namespaced {
+            Api::namespaced_with(client.clone(), self.namespace(), &kind.resource)
+        } else {
+            Api::all_with(client.clone(), &kind.resource)
+        })
+    }
+
+    fn target(&self) -> Option<Target> {
+        Some(Target {
+            kind: self.kind.clone()?,
+            namespace: self.namespace().to_owned(),
+            name: self.name().to_owned(),
+            identity: self.identity(),
+        })
+    }
+}
+
+/// Prepares objects: normalised, owned, member-labelled, in apply order.
+pub(crate) fn prepare(objects: Vec<Object>, options: &ApplyOptions) -> Result<Vec<Item>, KubeError> {
+    let mut objects = objects;
+    objects::order(&mut objects).map_err(|e| KubeError::Input { problems: vec![e.to_string()] })?;
+    let id = options.inventory.as_ref().map(Inventory::id);
+    let mut items = Vec::with_capacity(objects.len());
+    for object in objects {
+        let mut value = object.value;
+        objects::normalize(&mut value);
+        objects::own(&mut value, &options.lab, &options.component);
+        if let Some(id) = &id
+            && let Some(labels) = value.pointer_mut("/metadata/labels").and_then(Value::as_object_mut)
+        {
+            labels.insert(PART_OF_LABEL.into(), Value::String(id.clone()));
+        }
+        let key =
+            objects::sort_key(&value, object.wave).map_err(|e| KubeError::Input { problems: vec![format!("{}: {e}", object.place)] })?;
+        items.push(Item { place: object.place, key, value, kind: None });
+    }
+    Ok(items)
+}
+
+/// Resolves every item that is not yet, and sets or checks its namespace; returns the
+/// items still not served. Problems with namespaces are all collected.
+pub(crate) async fn resolve(
+    discovery: &Discovery,
+    items: &mut [Item],
+    namespace: &str,
+    problems: &mut Vec<String>,
+) -> Result<Vec<usize>, KubeError> {
+    let mut unserved = Vec::new();
+    for (i, item) in items.iter_mut().enumerate() {
+        if item.kind.is_some() {
+            continue;
+        }
+        let Some(kind) = discovery.resolve(item.api_version(), item.kind_name()).await? else {
+            unserved.push(i);
+            continue;
+        };
+        let given = item.namespace().to_owned();
+        if kind.namespaced && given.is_empty() {
+            if let Some(metadata) = item.value.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.insert("namespace".into(), Value::String(namespace.to_owned()));
+            }
+        } else if !kind.namespaced && !given.is_empty() {
+            problems.push(format!(
+                "{}: {} {} is cluster-scoped, but the object names namespace {given:?}; remove metadata.namespace",
+                item.place,
+                item.kind_name(),
+                item.name()
+            ));
+        }
+        item.key.namespace = item.namespace().to_owned();
+        item.kind = Some(kind);
+    }
+    Ok(unserved)
+}
+
+/// Duplicates after namespaces were defaulted (`a` without a namespace and `a` in
+/// `default` are the same object).
+fn duplicates(items: &[Item]) -> Vec<String> {
+    let mut seen: HashMap<Identity, &objects::Place> = HashMap::new();
+    let mut out = Vec::new();
+    for item in items.iter().filter(|i| i.kind.is_some()) {
+        let identity = item.identity();
+        if let Some(first) = seen.get(&identity) {
+            out.push(format!("{}: {identity} is given twice, first at {first}", item.place));
+        } else {
+            seen.insert(identity, &item.place);
+        }
+    }
+    out
+}
+
+impl Cluster {
+    /// Applies `objects`; see the module docs. The `cache` is read and updated (keep it
+    /// for the next run, also after an error); `progress` hears about each step.
+    ///
+    /// Errors: [`KubeError::Input`] for objects the input gets wrong (all of them),
+    /// [`KubeError::NotServed`] for kinds still not served at the deadline,
+    /// [`KubeError::Refused`] for objects the server refused (every one of the wave),
+    /// the readiness errors of a wait, and [`KubeError::Api`] when the server cannot be
+    /// reached.
+    pub async fn apply(
+        &self,
+        objects: Vec<Object>,
+        options: &ApplyOptions,
+        cache: &mut ApplyCache,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ApplyReport, KubeError> {
+        let started = Instant::now();
+        let deadline = started + options.timeout;
+        let client = self.client();
+        let server = self.server();
+        let mut items = prepare(objects, options)?;
+        cache.bind(&self.cluster_uid().await?);
+        let discovery = Discovery::new(client.clone(), server);
+
+        let mut problems = Vec::new();
+        resolve(&discovery, &mut items, &options.namespace, &mut problems).await?;
+        problems.extend(duplicates(&items));
+        if !problems.is_empty() {
+            return Err(KubeError::Input { problems });
+        }
+
+        let mut parent = match &options.inventory {
+            Some(set) => Some(ParentState::new(set, client, server).await?),
+            None => None,
+        };
+
+        let mut report = ApplyReport { dry_run: options.dry_run, ..ApplyReport::default() };
+        let mut start = 0;
+        while start < items.len() {
+            let (stage, wave) = (items[start].key.stage, items[start].key.wave);
+            let end = start + items[start..].iter().take_while(|i| i.key.stage == stage && i.key.wave == wave).count();
+            progress(Progress::Wave { stage, wave, objects: end - start });
+            self.serve(&discovery, &mut items[start..end], &options.namespace, deadline, options.dry_run, progress).await?;
+            let mut problems = Vec::new();
+            resolve(&discovery, &mut items[start..end], &options.namespace, &mut problems).await?;
+            problems.extend(duplicates(&items));
+            if !problems.is_empty() {
+                return Err(KubeError::Input { problems });
+            }
+            let listed = match parent.as_mut() {
+                Some(parent) => parent.widen(client, server, &items[start..end], options.dry_run).await?,
+                None => true,
+            };
+            let (applied, settled) = self.apply_wave(&items[start..end], options, cache, deadline, progress).await?;
+            report.objects.extend(applied);
+            if let (false, Some(parent)) = (listed, parent.as_mut())
+                && !parent.widen(client, server, &items[start..end], options.dry_run).await?
+                && !options.dry_run
+            {
+                return Err(KubeError::Input {
+                    problems: vec![format!(
+                        "namespace {:?} of the apply set's parent was applied but does not exist",
+                        parent.set.namespace
+                    )],
+                });
+            }
+            let crds: Vec<Target> =
+                items[start..end].iter().filter(|i| objects::needs_established(i.kind_name())).filter_map(Item::target).collect();
+            if !options.dry_run && !crds.is_empty() {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                wait::until_ready(client, server, &crds, remaining, &|_, _| {}).await?;
+            }
+            if options.wait && !options.dry_run {
+                let targets: Vec<Target> = items[start..end].iter().filter_map(Item::target).collect();
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                wait::until_ready(client, server, &targets, remaining, &|ready, total| progress(Progress::Ready { ready, total })).await?;
+            }
+            if !options.dry_run && (options.wait || !crds.is_empty()) {
+                self.settle(&items[start..end], &settled, cache).await?;
+            }
+            start = end;
+        }
+
+        if let Some(parent) = parent.as_mut()
+            && options.prune
+        {
+            let (pruned, kept) = self.prune(&discovery, parent, &items, options, cache, progress).await?;
+            report.pruned = pruned;
+            report.kept = kept;
+            parent.narrow(client, server, &items, options.dry_run).await?;
+        }
+        tracing::debug!(objects = report.objects.len(), changed = report.changed(), took = ?started.elapsed(), "applied");
+        Ok(report)
+    }
+
+    /// The uid of `kube-system`, which names the cluster for the cache.
+    pub(crate) async fn cluster_uid(&self) -> Result<String, KubeError> {
+        let api: Api<Namespace> = Api::all(self.client().clone());
+        let ns = api.get("kube-system").await.map_err(|e| KubeError::api("read namespace kube-system", self.server(), e))?;
+        Ok(ns.metadata.uid.unwrap_or_default())
+    }
+
+    /// Waits until every item's kind is served, asking discovery again every second; a
+    /// dry run does not wait for kinds no earlier wave could have created.
+    async fn serve(
+        &self,
+        discovery: &Discovery,
+        items: &mut [Item],
+        namespace: &str,
+        deadline: Instant,
+        dry_run: bool,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<(), KubeError> {
+        let mut problems = Vec::new();
+        let mut told = BTreeSet::new();
+        loop {
+            let unserved = resolve(discovery, items, namespace, &mut problems).await?;
+            if unserved.is_empty() {
+                return Ok(());
+            }
+            let kinds: BTreeSet<String> =
+                unserved.iter().map(|&i| format!("{} {}", items[i].kind_name(), items[i].api_version())).collect();
+            if dry_run || Instant::now() + DISCOVERY_RETRY > deadline {
+                return Err(KubeError::NotServed { server: self.server().to_owned(), kinds: kinds.into_iter().collect(), dry_run });
+            }
+            if kinds != told {
+                progress(Progress::WaitingForKinds { kinds: kinds.iter().cloned().collect() });
+                told = kinds;
+            }
+            tokio::time::sleep(DISCOVERY_RETRY).await;
+            for &i in &unserved {
+                discovery.forget(items[i].api_version());
+            }
+        }
+    }
+
+    /// Applies one wave's items, `concurrency` at a time.
+    async fn apply_wave(
+        &self,
+        items: &[Item],
+        options: &ApplyOptions,
+        cache: &mut ApplyCache,
+        deadline: Instant,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<(Vec<Applied>, Settled), KubeError> {
+        let client = self.client();
+        let live = self.live_versions(items).await?;
+        let total = items.len();
+        progress(Progress::Applied { done: 0, total });
+        let hashes: Vec<String> = items.iter().map(|i| cache::hash(&i.value)).collect();
+        let plans: Vec<(&Item, &String, Option<String>, bool)> = items
+            .iter()
+            .zip(&hashes)
+            .map(|(item, hash)| {
+                let before = live.get(&item.identity()).cloned();
+                let skip = !options.dry_run && before.as_deref().is_some_and(|rv| cache.fresh(&item.display(), hash, rv));
+                (item, hash, before, skip)
+            })
+            .collect();
+        let work = plans.into_iter().map(|(item, hash, before, skip)| {
+            async move {
+                if skip {
+                    return (item, hash, before, Ok(Outcome::Cached));
+                }
+                let Some(api) = item.api(client) else {
+                    return (item, hash, before, Err(format!("{}: not resolved", item.display())));
+                };
+                let result = match send(&api, item, options.dry_run, deadline).await {
+                    Ok(after) => Ok(Outcome::Sent(Box::new(after))),
+                    // A dry run does not create the namespaces of earlier waves.
+                    Err(kube::Error::Api(s))
+                        if options.dry_run && s.code == 404 && s.details.as_ref().is_some_and(|d| d.kind == "namespaces") =>
+                    {
+                        Ok(Outcome::NamespaceToCome)
+                    }
+                    Err(e) => Err(explain(item, &e)),
+                };
+                (item, hash, before, result)
+            }
+        });
+        let mut results = stream::iter(work).buffer_unordered(options.concurrency.max(1));
+        let mut done = 0;
+        let mut applied = BTreeMap::new();
+        let mut settled = Settled::new();
+        let mut refused = Vec::new();
+        while let Some((item, hash, before, result)) = results.next().await {
+            done += 1;
+            progress(Progress::Applied { done, total });
+            let display = item.display();
+            let (action, cached) = match result {
+                Ok(Outcome::Cached) => (Action::Unchanged, true),
+                Ok(Outcome::NamespaceToCome) => (Action::Created, false),
+                Ok(Outcome::Sent(after)) => {
+                    let after = *after;
+                    let after_rv = after.metadata.resource_version.clone().unwrap_or_default();
+                    if !options.dry_run {
+                        cache.record(&display, hash, &after_rv);
+                        settled.insert(display.clone(), (hash.clone(), crate::diff::as_value(after, item)));
+                    }
+                    let action = match before {
+                        None => Action::Created,
+                        Some(rv) if rv == after_rv => Action::Unchanged,
+                        Some(_) => Action::Configured,
+                    };
+                    (action, false)
+                }
+                Err(message) => {
+                    cache.forget(&display);
+                    refused.push(message);
+                    continue;
+                }
+            };
+            applied.insert(
+                display.clone(),
+                Applied {
+                    object: display,
+                    api_version: item.api_version().to_owned(),
+                    kind: item.kind_name().to_owned(),
+                    namespace: item.namespace().to_owned(),
+                    name: item.name().to_owned(),
+                    stage: item.key.stage,
+                    wave: item.key.wave,
+                    action,
+                    cached,
+                },
+            );
+        }
+        if !refused.is_empty() {
+            refused.sort();
+            return Err(KubeError::Refused { server: self.server().to_owned(), applied: applied.len(), failures: refused });
+        }
+        // Report in apply order, not completion order.
+        Ok((items.iter().filter_map(|i| applied.remove(&i.display())).collect(), settled))
+    }
+
+    /// After a wait: objects whose controllers wrote only their status since the apply
+    /// (a CRD's conditions, a Deployment's replicas) are still exactly what the apply
+    /// left, so their new `resourceVersion` goes into the cache. One LIST per kind and
+    /// namespace of the wave.
+    async fn settle(&self, items: &[Item], settled: &Settled, cache: &mut ApplyCache) -> Result<(), KubeError> {
+        if settled.is_empty() {
+            return Ok(());
+        }
+        let live = self.live_objects(items).await?;
+        for item in items {
+            let display = item.display();
+            let (Some((hash, after)), Some(now)) = (settled.get(&display), live.get(&item.identity())) else { continue };
+            if without_status(after) == without_status(now) {
+                cache.record(&display, hash, crate::diff::resource_version(now));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `resourceVersion` of every live object of the items' kinds and namespaces:
+    /// one metadata LIST per kind and namespace.
+    pub(crate) async fn live_versions(&self, items: &[Item]) -> Result<HashMap<Identity, String>, KubeError> {
+        let mut lists: BTreeMap<(String, String), &Item> = BTreeMap::new();
+        for item in items.iter().filter(|i| i.kind.is_some()) {
+            lists.entry((format!("{} {}", item.api_version(), item.kind_name()), item.namespace().to_owned())).or_insert(item);
+        }
+        let client = self.client();
+        let requests = lists.into_values().filter_map(|item| Some((item, item.api(client)?)));
+        let answers: Vec<_> =
+            stream::iter(requests.map(|(item, api)| async move { (item, api.list_metadata(&ListParams::default()).await) }))
+                .buffer_unordered(DEFAULT_CONCURRENCY)
+                .collect()
+                .await;
+        let mut out = HashMap::new();
+        for (item, answer) in answers {
+            let list = answer.map_err(|e| KubeError::api("list live objects", self.server(), e))?;
+            let group = objects::api_group(item.api_version()).to_owned();
+            for meta in list.items {
+                let identity = Identity {
+                    group: group.clone(),
+                    kind: item.kind_name().to_owned(),
+                    namespace: meta.metadata.namespace.clone().unwrap_or_default(),
+                    name: meta.metadata.name.clone().unwrap_or_default(),
+                };
+                out.insert(identity, meta.metadata.resource_version.unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the set's previous members the input no longer has.
+    async fn prune(
+        &self,
+        discovery: &Discovery,
+        parent: &ParentState,
+        items: &[Item],
+        options: &ApplyOptions,
+        cache: &mut ApplyCache,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<(Vec<String>, Vec<String>), KubeError> {
+        let client = self.client();
+        let server = self.server();
+        let current: BTreeSet<Identity> = items.iter().map(Item::identity).collect();
+        let selector = format!("{PART_OF_LABEL}={}", parent.set.id());
+        let mut candidates: Vec<(SortKey, Identity, Api<DynamicObject>, bool)> = Vec::new();
+        for group_kind in &parent.listed.group_kinds {
+            let (group, kind) = inventory::split_group_kind(group_kind);
+            let Some(resolved) = discovery.resolve_group_kind(group, kind).await? else {
+                tracing::debug!(group_kind, "a listed kind is not served any more: nothing of it to prune");
+                continue;
+            };
+            let apis: Vec<Api<DynamicObject>> = if resolved.namespaced {
+                parent.listed.namespaces.iter().map(|ns| Api::namespaced_with(client.clone(), ns, &resolved.resource)).collect()
+            } else {
+                vec![Api::all_with(client.clone(), &resolved.resource)]
+            };
+            for api in apis {
+                let list = api
+                    .list_metadata(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(|e| KubeError::api("list the apply set's members", server, e))?;
+                for meta in list.items {
+                    let identity = Identity {
+                        group: group.to_owned(),
+                        kind: kind.to_owned(),
+                        namespace: meta.metadata.namespace.clone().unwrap_or_default(),
+                        name: meta.metadata.name.clone().unwrap_or_default(),
+                    };
+                    if current.contains(&identity) || meta.metadata.deletion_timestamp.is_some() {
+                        continue;
+                    }
+                    let disabled = meta.metadata.annotations.as_ref().and_then(|a| a.get(PRUNE_ANNOTATION)).map(String::as_str)
+                        == Some(PRUNE_DISABLED);
+                    let key = prune_key(kind, &identity, meta.metadata.annotations.as_ref());
+                    candidates.push((key, identity, api.clone(), disabled));
+                }
+            }
+        }
+        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        let (mut pruned, mut kept) = (Vec::new(), Vec::new());
+        let mut params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+        params.dry_run = options.dry_run;
+        for (_, identity, api, disabled) in candidates {
+            let display = identity.to_string();
+            if disabled {
+                kept.push(display);
+                continue;
+            }
+            match api.delete(&identity.name, &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(KubeError::api("prune a member of the apply set", server, e)),
+            }
+            if !options.dry_run {
+                cache.forget(&display);
+            }
+            progress(Progress::Pruned { object: display.clone() });
+            pruned.push(display);
+        }
+        Ok((pruned, kept))
+    }
+}
+
+/// What became of one object of a wave.
+enum Outcome {
+    /// The cache showed it unchanged; nothing was sent.
+    Cached,
+    /// Sent; the server's answer.
+    Sent(Box<DynamicObject>),
+    /// A dry run whose namespace an earlier wave would create: it would be created.
+    NamespaceToCome,
+}
+
+/// What the server answered to each applied object of a wave: identity → (hash of the
+/// input, the object as the apply left it).
+type Settled = HashMap<String, (String, Value)>;
+
+/// An object without what controllers write after an apply without changing it: its
+/// status, and the metadata that moves with every write.
+fn without_status(value: &Value) -> Value {
+    let mut value = value.clone();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("status");
+        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.remove("resourceVersion");
+            metadata.remove("managedFields");
+        }
+    }
+    value
+}
+
+/// The apply order of a member found by prune: its kind, its sync-wave annotation (0
+/// when it has none or one that is not a wave), its namespace and name.
+fn prune_key(kind: &str, identity: &Identity, annotations: Option<&BTreeMap<String, String>>) -> SortKey {
+    let wave = annotations.and_then(|a| a.get(objects::SYNC_WAVE_ANNOTATION)).and_then(|w| w.parse().ok()).unwrap_or(0);
+    SortKey {
+        stage: objects::stage_of(kind),
+        wave,
+        kind_rank: objects::kind_rank(kind),
+        kind: kind.to_owned(),
+        namespace: identity.namespace.clone(),
+        name: identity.name.clone(),
+    }
+}
+
+/// Sends one server-side apply, retrying what can pass on a second try.
+pub(crate) async fn send(api: &Api<DynamicObject>, item: &Item, dry_run: bool, deadline: Instant) -> Result<DynamicObject, kube::Error> {
+    let mut params = PatchParams::apply(FIELD_MANAGER).force().validation(ValidationDirective::Strict);
+    params.dry_run = dry_run;
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match api.patch(item.name(), &params, &Patch::Apply(&item.value)).await {
+            Err(e) if attempt < ATTEMPTS && retryable(&e) && Instant::now() + backoff < deadline => {
+                tracing::debug!(object = %item.display(), attempt, error = %e, "retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether an error may pass on a second try: 409, 429, 5xx, or no answer at all.
+pub(crate) fn retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => matches!(status.code, 409 | 429 | 500..=599),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// One line on why the server refused an item, with the way out where there is one.
+pub(crate) fn explain(item: &Item, e: &kube::Error) -> String {
+    let object = format!("{} ({})", item.display(), item.place);
+    let kube::Error::Api(status) = e else { return format!("{object}: {e}") };
+    let immutable: Vec<&str> = status
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .filter(|c| c.message.contains("immutable"))
+        .map(|c| c.field.as_str())
+        .filter(|f| !f.is_empty())
+        .collect();
+    if !immutable.is_empty() || status.message.contains("field is immutable") {
+        let fields = if immutable.is_empty() { "a field".to_owned() } else { immutable.join(", ") };
+        let ns = if item.namespace().is_empty() { String::new() } else { format!(" -n {}", item.namespace()) };
+        return format!(
+            "{object}: {fields} cannot be changed once the object exists (the server says: {}); keep the old value, \
+             or delete the object and apply again (`kubectl delete {}{ns} {}`; what it holds goes with it), or give it a new name",
+            status.message,
+            item.kind_name().to_lowercase(),
+            item.name()
+        );
+    }
+    if status.code == 404 && status.details.as_ref().is_some_and(|d| d.kind == "namespaces") {
+        return format!(
+            "{object}: namespace {:?} does not exist; add a Namespace object to the input, or create it first",
+            item.namespace()
+        );
+    }
+    format!("{object}: {} ({}, HTTP {})", status.message, status.reason, status.code)
+}
+
+/// The parent of an apply set during a run: what it listed before, and what it lists
+/// now.
+pub(crate) struct ParentState {
+    set: Inventory,
+    /// What it lists now (before the run: what it listed; during: the union).
+    listed: Listed,
+    /// Whether it was written in this run yet.
+    written: bool,
+}
+
+impl ParentState {
+    /// Reads the parent (an error if the Secret is not this set's).
+    async fn new(set: &Inventory, client: &kube::Client, server: &str) -> Result<ParentState, KubeError> {
+        let listed = set.read(client, server).await?;
+        Ok(ParentState { set: set.clone(), listed, written: false })
+    }
+
+    /// Lists `items` too, before they are applied. Returns `false` when the parent's
+    /// namespace does not exist yet but is one of `items` (a Namespace of the input):
+    /// call it again once they are applied.
+    async fn widen(&mut self, client: &kube::Client, server: &str, items: &[Item], dry_run: bool) -> Result<bool, KubeError> {
+        let mut wider = self.listed.clone();
+        wider.namespaces.insert(self.set.namespace.clone());
+        for item in items {
+            wider.group_kinds.insert(inventory::group_kind(objects::api_group(item.api_version()), item.kind_name()));
+            if !item.namespace().is_empty() {
+                wider.namespaces.insert(item.namespace().to_owned());
+            }
+        }
+        if wider == self.listed && self.written {
+            return Ok(true);
+        }
+        match self.set.write(client, &wider, dry_run).await {
+            Ok(()) => {
+                self.listed = wider;
+                self.written = true;
+                Ok(true)
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                if items.iter().any(|i| i.kind_name() == "Namespace" && i.name() == self.set.namespace) {
+                    return Ok(false);
+                }
+                if dry_run && !self.written {
+                    // A dry run does not create the namespace an earlier wave would.
+                    self.listed = wider;
+                    return Ok(true);
+                }
+                Err(KubeError::Input {
+                    problems: vec![format!(
+                        "the apply set's parent Secret {}/{} cannot be written: namespace {:?} does not exist; create it \
+                         first, add it to the input, or give the set another namespace (-n)",
+                        self.set.namespace, self.set.name, self.set.namespace
+                    )],
+                })
+            }
+            Err(e) => Err(KubeError::api("write the apply set's parent", server, e)),
+        }
+    }
+
+    /// After a prune: lists exactly `items`.
+    async fn narrow(&mut self, client: &kube::Client, server: &str, items: &[Item], dry_run: bool) -> Result<(), KubeError> {
+        let mut listed = Listed::default();
+        listed.namespaces.insert(self.set.namespace.clone());
+        for item in items {
+            listed.group_kinds.insert(inventory::group_kind(objects::api_group(item.api_version()), item.kind_name()));
+            if !item.namespace().is_empty() {
+                listed.namespaces.insert(item.namespace().to_owned());
+            }
+        }
+        match self.set.write(client, &listed, dry_run).await {
+            Ok(()) => {}
+            Err(kube::Error::Api(status)) if dry_run && status.code == 404 => {}
+            Err(e) => return Err(KubeError::api("write the apply set's parent", server, e)),
+        }
+        self.listed = listed;
+        Ok(())
+    }
+}
