@@ -82,6 +82,10 @@ pub enum Command {
     /// List or show the embedded profiles.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
+    /// Apply manifests (files, directories, `-` for stdin) with server-side apply, in stages and waves.
+    Apply(ApplyArgs),
+    /// Show what `apply` would change; exit 0 when nothing, 1 when something, 2 and up on errors.
+    Diff(DiffArgs),
     /// Print every object the lab would apply, in apply order.
     Render(RenderArgs),
     /// Work with the pinned image lists.
@@ -219,4 +223,69 @@ pub enum ConfigCommand {
         /// The file.
         file: PathBuf,
     },
+}
+
+/// Which cluster `apply` and `diff` talk to.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "FILE", conflicts_with = "name")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current context).
+    #[arg(long, value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// A lab made by `idp-lab up`: its own kubeconfig, and its name on the labels.
+    #[arg(long, value_name = "LAB")]
+    pub name: Option<String>,
+}
+
+/// What `apply` and `diff` read.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// A manifest file, a directory of them (`*.yaml`, `*.yml`, `*.json`, recursively) or `-` for stdin.
+    #[arg(long = "filename", short = 'f', value_name = "PATH", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The namespace of namespaced objects that name none.
+    #[arg(long, short = 'n', value_name = "NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// The apply set: its members are recorded in the cluster (Secret NAME in the namespace, kubectl's ApplySet) for `--prune`.
+    #[arg(long, value_name = "NAME")]
+    pub inventory: Option<String>,
+    /// Requests in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+}
+
+/// `apply` options.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The input.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The cluster.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Delete the set's earlier members that the input no longer has (needs --inventory).
+    #[arg(long, requires = "inventory")]
+    pub prune: bool,
+    /// Wait for each wave to be ready before the next, and for the last before exiting.
+    #[arg(long)]
+    pub wait: bool,
+    /// The deadline of the whole apply, e.g. `90s`, `5m` (default 5m).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Ask the server what it would do (dryRun=All); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `diff` options.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The input.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The cluster.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }

@@ -5,8 +5,7 @@ use std::fmt;
 
 /// Success.
 pub const OK: u8 = 0;
-/// A comparison found a difference (reserved for `diff`-like commands).
-#[allow(dead_code)]
+/// A comparison found a difference (`diff`).
 pub const DIFFERENCE: u8 = 1;
 /// Usage or input error: bad flags, an invalid configuration, an unknown profile.
 pub const INPUT: u8 = 2;
@@ -35,7 +34,7 @@ pub const INTERNAL: u8 = 70;
 #[cfg_attr(not(test), allow(dead_code))]
 pub const ALL: &[(u8, &str, &str)] = &[
     (OK, "OK", "success"),
-    (DIFFERENCE, "DIFFERENCE", "a comparison found a difference (diff-like commands only)"),
+    (DIFFERENCE, "DIFFERENCE", "`diff` found a difference (as `kubectl diff`); no other command exits with 1"),
     (INPUT, "INPUT", "usage or input error: bad flags, an invalid configuration file or variable, an unknown profile"),
     (DOCKER, "DOCKER", "Docker is absent, does not answer, or refused a request"),
     (PORT, "PORT", "a required host port is taken"),
@@ -46,7 +45,11 @@ pub const ALL: &[(u8, &str, &str)] = &[
         "PREFLIGHT",
         "a preflight check refused: the Docker engine or the host cannot run the lab as configured (`idp-lab doctor` says why)",
     ),
-    (TIMEOUT, "TIMEOUT", "a node or the API did not become ready in time; node logs are saved in the lab's state directory"),
+    (
+        TIMEOUT,
+        "TIMEOUT",
+        "a node, the API or an applied object did not become ready in time (or a kind was still not served); node logs are saved in the lab's state directory",
+    ),
     (KUBE, "KUBE", "the Kubernetes API failed or refused a request"),
     (CONFLICT, "CONFLICT", "the configuration changed in a way that needs new nodes; `idp-lab up --recreate` replaces them"),
     (NOT_FOUND, "NOT_FOUND", "no such lab or node"),
@@ -68,6 +71,11 @@ impl Failure {
     /// A failure with `code` and `message`.
     pub fn new(code: u8, message: impl Into<String>) -> Failure {
         Failure { code, message: message.into(), details: None }
+    }
+
+    /// A failure that prints nothing: the exit code says it all (`diff`'s 1).
+    pub fn silent(code: u8) -> Failure {
+        Failure { code, message: String::new(), details: None }
     }
 
     /// The same failure with `details` printed before its summary.

@@ -6,6 +6,7 @@ mod context;
 mod exit;
 mod lab;
 mod logging;
+mod manifests;
 mod printer;
 mod progress;
 
@@ -23,7 +24,9 @@ fn main() -> ExitCode {
             if let Some(details) = &failure.details {
                 eprintln!("{details}");
             }
-            eprintln!("error: {failure}");
+            if !failure.message.is_empty() {
+                eprintln!("error: {failure}");
+            }
             ExitCode::from(failure.code)
         }
     }

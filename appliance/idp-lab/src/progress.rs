@@ -62,6 +62,17 @@ impl Steps {
         self.finish("✗", "31", text);
     }
 
+    /// Replaces the running step's text (a count going up); only on a terminal, where
+    /// the line is rewritten in place.
+    pub fn update(&mut self, text: &str) {
+        if let Some((step, _)) = self.running.as_mut() {
+            text.clone_into(step);
+            if self.terminal {
+                self.write(&format!("\r\x1b[2K  … {text}"));
+            }
+        }
+    }
+
     /// A sub-step line under the current step.
     pub fn detail(&mut self, text: &str) {
         let clear = if self.terminal && self.running.is_some() { "\r\x1b[2K" } else { "" };

@@ -318,6 +318,15 @@ async fn lifecycle(image: &str, kind: Nodes) {
     );
     assert_eq!(by_name(&agents[0])["metadata"]["labels"]["role"], "infra");
     assert_eq!(by_name(&agents[1])["metadata"]["labels"]["role"], "apps");
+
+    // `apply --name LAB` finds the lab's own kubeconfig and puts the lab on the labels.
+    let manifest = lab.env.root().join("cm.yaml");
+    std::fs::write(&manifest, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hello}\ndata: {k: v}\n").expect("write");
+    let manifest = manifest.display().to_string();
+    let applied = lab.json(&["apply", "--name", &lab.name, "-f", &manifest]);
+    assert_eq!(applied["objects"][0]["action"], "created", "{applied}");
+    let diff = lab.run(&["diff", "--name", &lab.name, "-f", &manifest]);
+    assert_eq!(diff.status.code(), Some(0), "no drift after apply: {}", stderr(&diff));
     for item in items {
         // The API server normalises the quantity (1048576Ki is written back as 1Gi).
         let memory = item["status"]["capacity"]["memory"].as_str().expect("memory capacity");

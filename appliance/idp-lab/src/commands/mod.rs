@@ -1,6 +1,8 @@
 //! One module per command; each returns a [`Failure`] with its exit code on error.
 
+mod apply;
 mod config;
+mod diff;
 mod doctor;
 mod down;
 mod images;
@@ -33,6 +35,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logs(args) => logs::run(&cli.global, printer, args),
         Command::Doctor => doctor::run(&cli.global, printer),
         Command::Profiles(cmd) => profiles::run(&cli.global, printer, cmd),
+        Command::Apply(args) => apply::run(&cli.global, printer, args),
+        Command::Diff(args) => diff::run(&cli.global, printer, args),
         Command::Render(args) => render::run(&cli.global, printer, args),
         Command::Images(cmd) => images::run(&cli.global, printer, cmd),
         Command::Config(cmd) => config::run(&cli.global, printer, cmd),
