@@ -24,10 +24,12 @@ pub mod env;
 pub mod kubeconfig;
 pub mod poll;
 pub mod process;
+pub mod samples;
 pub mod testbed;
 
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use crds::{InstalledCrds, install_crd_fixtures};
 pub use docker::{DockerScope, Leftovers};
 pub use env::IsolatedEnv;
+pub use samples::sample_custom_resources;
 pub use testbed::{Need, Testbed, testbed};
