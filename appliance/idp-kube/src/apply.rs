@@ -867,3 +867,50 @@ impl ParentState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status::failure("x", "Reason").with_code(code)))
+    }
+
+    #[test]
+    fn what_is_retried() {
+        for code in [409, 429, 500, 503, 599] {
+            assert!(retryable(&status(code)), "{code}");
+        }
+        for code in [400, 403, 404, 422] {
+            assert!(!retryable(&status(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn status_writes_are_not_changes() {
+        let after =
+            serde_json::json!({"kind": "X", "metadata": {"name": "a", "resourceVersion": "1", "managedFields": [1]}, "spec": {"a": 1}});
+        let mut now = after.clone();
+        now["metadata"]["resourceVersion"] = "2".into();
+        now["metadata"]["managedFields"] = serde_json::json!([1, 2]);
+        now["status"] = serde_json::json!({"ready": true});
+        assert_eq!(without_status(&after), without_status(&now));
+        now["spec"]["a"] = 2.into();
+        assert_ne!(without_status(&after), without_status(&now), "a spec change is a change");
+        let mut labelled = after.clone();
+        labelled["metadata"]["labels"] = serde_json::json!({"x": "y"});
+        assert_ne!(without_status(&after), without_status(&labelled), "a label is a change");
+    }
+
+    #[test]
+    fn prune_order_reads_the_wave() {
+        let identity = Identity { group: String::new(), kind: "ConfigMap".into(), namespace: "n".into(), name: "a".into() };
+        let mut annotations = BTreeMap::new();
+        annotations.insert(objects::SYNC_WAVE_ANNOTATION.to_owned(), "5".to_owned());
+        assert_eq!(prune_key("ConfigMap", &identity, Some(&annotations)).wave, 5);
+        annotations.insert(objects::SYNC_WAVE_ANNOTATION.to_owned(), "five".to_owned());
+        assert_eq!(prune_key("ConfigMap", &identity, Some(&annotations)).wave, 0);
+        let key = prune_key("ClusterRole", &identity, None);
+        assert_eq!((key.stage, key.wave, key.namespace.as_str(), key.name.as_str()), (0, 0, "n", "a"));
+    }
+}

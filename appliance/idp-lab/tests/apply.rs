@@ -144,6 +144,15 @@ async fn input_errors_and_wait_timeouts() {
     let listed = kubectl(&cp, &["get", "configmaps", "-n", "default", "-o", "name"]);
     assert!(!listed.contains("fine"), "nothing was applied: {listed}");
 
+    // The same object twice once the default namespace is filled in.
+    let twice = run.write(
+        "twice.yaml",
+        &format!("{}{}", configmap("dup", "1"), configmap("dup", "2").replace("name: dup", "name: dup\n  namespace: default")),
+    );
+    let out = run.run(&["apply", "-f", &twice]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("twice.yaml: document 2: ConfigMap default/dup is given twice, first at"), "{}", stderr(&out));
+
     let unknown = run.write("unknown.yaml", "apiVersion: example.dev/v1\nkind: Gadget\nmetadata: {name: g}\n");
     let out = run.run(&["apply", "-f", &unknown, "--timeout", "2s"]);
     assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
