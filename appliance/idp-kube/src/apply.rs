@@ -41,7 +41,7 @@ use crate::{Cluster, KubeError};
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "idp-lab";
 /// The default number of requests in flight.
-pub const DEFAULT_CONCURRENCY: usize = 8;
+pub const DEFAULT_CONCURRENCY: usize = 16;
 /// Attempts of one request before its error stands (409, 429, 5xx, connection errors).
 const ATTEMPTS: u32 = 6;
 /// The first backoff; it doubles after each attempt.
@@ -350,8 +350,16 @@ impl Cluster {
         let client = self.client();
         let server = self.server();
         let mut items = prepare(objects, options)?;
-        cache.bind(&self.cluster_uid().await?);
         let discovery = Discovery::new(client.clone(), server);
+        // The cluster's uid, its discovery and the set's parent, all at once.
+        let (uid, (), parent) = tokio::join!(self.cluster_uid(), discovery.prefetch(items.iter().map(Item::api_version)), async {
+            match &options.inventory {
+                Some(set) => Some(ParentState::new(set, client, server).await).transpose(),
+                None => Ok(None),
+            }
+        });
+        cache.bind(&uid?);
+        let mut parent = parent?;
 
         let mut problems = Vec::new();
         resolve(&discovery, &mut items, &options.namespace, &mut problems).await?;
@@ -359,11 +367,6 @@ impl Cluster {
         if !problems.is_empty() {
             return Err(KubeError::Input { problems });
         }
-
-        let mut parent = match &options.inventory {
-            Some(set) => Some(ParentState::new(set, client, server).await?),
-            None => None,
-        };
 
         let mut report = ApplyReport { dry_run: options.dry_run, ..ApplyReport::default() };
         let mut start = 0;
@@ -795,7 +798,7 @@ pub(crate) struct ParentState {
     set: Inventory,
     /// What it lists now (before the run: what it listed; during: the union).
     listed: Listed,
-    /// Whether it was written in this run yet.
+    /// Whether it exists as `listed` says (read, or written in this run).
     written: bool,
 }
 
@@ -803,7 +806,9 @@ impl ParentState {
     /// Reads the parent (an error if the Secret is not this set's).
     async fn new(set: &Inventory, client: &kube::Client, server: &str) -> Result<ParentState, KubeError> {
         let listed = set.read(client, server).await?;
-        Ok(ParentState { set: set.clone(), listed, written: false })
+        // A parent that exists needs no write while the run adds nothing to it.
+        let written = listed.is_some();
+        Ok(ParentState { set: set.clone(), listed: listed.unwrap_or_default(), written })
     }
 
     /// Lists `items` too, before they are applied. Returns `false` when the parent's

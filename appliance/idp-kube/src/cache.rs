@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// What idp-lab last applied, per object, on one cluster. Serialisable, so that the
-/// caller can keep it between runs (the binary keeps it in the state store).
+/// caller can keep it between runs (the binary keeps a file per API server).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyCache {
     /// The uid of the cluster's `kube-system` namespace; empty until first used.

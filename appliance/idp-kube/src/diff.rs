@@ -79,8 +79,9 @@ impl Cluster {
         let client = self.client();
         let server = self.server();
         let mut items = apply::prepare(objects, options)?;
-        cache.bind(&self.cluster_uid().await?);
         let discovery = Discovery::new(client.clone(), server);
+        let (uid, ()) = tokio::join!(self.cluster_uid(), discovery.prefetch(items.iter().map(Item::api_version)));
+        cache.bind(&uid?);
         let mut problems = Vec::new();
         apply::resolve(&discovery, &mut items, &options.namespace, &mut problems).await?;
         if !problems.is_empty() {

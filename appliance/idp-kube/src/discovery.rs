@@ -55,6 +55,21 @@ impl Discovery {
         Ok(found)
     }
 
+    /// Asks for every group version of `api_versions` at once (each once), so that the
+    /// [`Discovery::resolve`] calls that follow are answered from the cache. Errors are
+    /// left for `resolve` to meet again.
+    pub(crate) async fn prefetch<'a>(&self, api_versions: impl IntoIterator<Item = &'a str>) {
+        let wanted: std::collections::BTreeSet<&str> = api_versions.into_iter().filter(|v| self.cached(v).is_none()).collect();
+        let answers = futures::future::join_all(wanted.into_iter().map(|v| async move { (v, self.ask(v).await) })).await;
+        if let Ok(mut served) = self.served.lock() {
+            for (api_version, answer) in answers {
+                if let Ok(kinds) = answer {
+                    served.insert(api_version.to_owned(), kinds);
+                }
+            }
+        }
+    }
+
     /// Forgets what `api_version` served, so that the next [`Discovery::resolve`] asks
     /// again (after its CRD was applied or became established).
     pub(crate) fn forget(&self, api_version: &str) {

@@ -81,14 +81,14 @@ impl Inventory {
         Api::namespaced(client.clone(), &self.namespace)
     }
 
-    /// What the parent lists now; empty when there is no parent. A Secret of that name
+    /// What the parent lists now; `None` when there is no parent. A Secret of that name
     /// that is not this set's parent (another id, or none) is an error: idp-lab will not
     /// take it over.
-    pub(crate) async fn read(&self, client: &kube::Client, server: &str) -> Result<Listed, KubeError> {
+    pub(crate) async fn read(&self, client: &kube::Client, server: &str) -> Result<Option<Listed>, KubeError> {
         let Some(secret) =
             self.api(client).get_opt(&self.name).await.map_err(|e| KubeError::api("read the apply set's parent", server, e))?
         else {
-            return Ok(Listed::default());
+            return Ok(None);
         };
         let id = secret.metadata.labels.as_ref().and_then(|l| l.get(ID_LABEL)).cloned().unwrap_or_default();
         if id != self.id() {
@@ -110,7 +110,7 @@ impl Inventory {
         };
         let mut namespaces = split(NAMESPACES_ANNOTATION);
         namespaces.insert(self.namespace.clone());
-        Ok(Listed { group_kinds: split(GROUP_KINDS_ANNOTATION), namespaces })
+        Ok(Some(Listed { group_kinds: split(GROUP_KINDS_ANNOTATION), namespaces }))
     }
 
     /// Makes the parent list exactly `listed` (server-side apply; created when absent).
