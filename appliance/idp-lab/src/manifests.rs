@@ -7,8 +7,6 @@ use crate::exit::{Failure, INPUT, IO, KUBE, NOT_FOUND, TIMEOUT};
 use crate::lab;
 use idp_core::objects::{self, Object};
 use idp_kube::{ApplyCache, ApplyOptions, Cluster, Inventory, KubeError};
-use idp_state::{Record, StateStore};
-use serde::{Deserialize, Serialize};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -128,39 +126,48 @@ fn is_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-/// The apply cache of one API server, as the state store keeps it.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-struct CacheRecord(ApplyCache);
-
-impl Record for CacheRecord {
-    const KIND: &'static str = "apply-cache";
-    const SCHEMA_VERSION: u32 = 1;
-}
-
-/// The store of the apply caches (`<home>/state`, beside the labs).
-fn cache_store() -> Option<StateStore> {
-    home().ok().map(|home| StateStore::shared(&home))
+/// The file of `server`'s apply cache: `<home>/cache/apply/<server as a file name>.json`.
+/// It is a cache, not state: losing it only costs requests, so it is a plain file
+/// written by rename, not a record of the state store (whose blobs made reading and
+/// writing 500 entries cost more than the no-op apply itself).
+fn cache_file(server: &str) -> Option<PathBuf> {
+    let name: String = server.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect();
+    home().ok().map(|home| home.join("cache").join("apply").join(format!("{name}.json")))
 }
 
 /// The cache of `server`; empty when there is none or it cannot be read (it only saves
 /// requests, so a problem with it is a warning, never a failure).
 pub fn read_cache(server: &str) -> ApplyCache {
-    let Some(store) = cache_store() else { return ApplyCache::default() };
-    match store.get::<CacheRecord>(server) {
-        Ok(record) => record.map(|r| r.0).unwrap_or_default(),
+    let Some(path) = cache_file(server) else { return ApplyCache::default() };
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return ApplyCache::default(),
         Err(e) => {
-            tracing::warn!("the apply cache cannot be read, so every object is sent: {e}");
-            ApplyCache::default()
+            tracing::warn!("the apply cache {} cannot be read, so every object is sent: {e}", path.display());
+            return ApplyCache::default();
         }
-    }
+    };
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        tracing::warn!("the apply cache {} is damaged, so every object is sent (it is rewritten): {e}", path.display());
+        ApplyCache::default()
+    })
 }
 
-/// Keeps the cache of `server` for the next run.
-pub fn save_cache(server: &str, cache: ApplyCache) {
-    let Some(store) = cache_store() else { return };
-    if let Err(e) = store.put(server, &CacheRecord(cache)) {
-        tracing::warn!("the apply cache cannot be saved, so the next run sends every object: {e}");
+/// Keeps the cache of `server` for the next run, unless it is what was read.
+pub fn save_cache(server: &str, read: &ApplyCache, cache: &ApplyCache) {
+    if read == cache {
+        return;
+    }
+    let Some(path) = cache_file(server) else { return };
+    let written = (|| -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = path.with_extension(format!("json.{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec(cache).map_err(std::io::Error::other)?)?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = written {
+        tracing::warn!("the apply cache {} cannot be saved, so the next run sends every object: {e}", path.display());
     }
 }
 

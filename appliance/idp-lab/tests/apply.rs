@@ -103,7 +103,7 @@ async fn apply_diff_and_prune_from_the_command_line() {
 
     // The state store (and its apply cache) is lost; the inventory is in the cluster.
     let home = run.env.idp_lab_home();
-    assert!(exists(&home.join("state")), "the apply cache was kept in the state store");
+    assert!(exists(&home.join("cache/apply")), "the apply cache was kept");
     std::fs::remove_dir_all(&home).expect("remove the state");
     std::fs::remove_file(Path::new(&dir).join("nested/b.yml")).expect("remove three");
     let pruned = run.json(&[&["apply", "--prune"], &set[..]].concat());

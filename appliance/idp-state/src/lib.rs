@@ -98,12 +98,6 @@ impl StateStore {
         StateStore { path: home.join("labs").join(lab).join("state") }
     }
 
-    /// The store of what belongs to no lab (`<home>/state`): the apply caches of the
-    /// clusters `idp-lab apply` talks to.
-    pub fn shared(home: &Path) -> StateStore {
-        StateStore { path: home.join("state") }
-    }
-
     /// The store's folder.
     pub fn path(&self) -> &Path {
         &self.path

@@ -54,9 +54,10 @@ pub fn run(global: &Global, printer: Printer, args: ApplyArgs) -> Result<(), Fai
                 Progress::Pruned { object } => steps.detail(&format!("pruned {object}")),
             }
         };
-        let mut cache = manifests::read_cache(cluster.server());
+        let read = manifests::read_cache(cluster.server());
+        let mut cache = read.clone();
         let result = cluster.apply(objects, &options, &mut cache, &on_progress).await;
-        manifests::save_cache(cluster.server(), cache);
+        manifests::save_cache(cluster.server(), &read, &cache);
         let (mut steps, wave_name, line) = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         match result {
             Ok(report) => {

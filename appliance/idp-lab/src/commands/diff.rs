@@ -13,9 +13,10 @@ pub fn run(global: &Global, printer: Printer, args: DiffArgs) -> Result<(), Fail
     runtime()?.block_on(async {
         let (cluster, lab) = manifests::connect(global, &args.target).await?;
         let options = manifests::options(&args.input, &lab)?;
-        let mut cache = manifests::read_cache(cluster.server());
+        let read = manifests::read_cache(cluster.server());
+        let mut cache = read.clone();
         let result = cluster.diff(objects, &options, &mut cache).await;
-        manifests::save_cache(cluster.server(), cache);
+        manifests::save_cache(cluster.server(), &read, &cache);
         let report = result.map_err(manifests::failure)?;
         printer.result(|| text(&report), &report)?;
         if report.drifted.is_empty() { Ok(()) } else { Err(Failure::silent(DIFFERENCE)) }
