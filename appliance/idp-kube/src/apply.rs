@@ -41,7 +41,7 @@ use crate::{Cluster, KubeError};
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "idp-lab";
 /// The default number of requests in flight.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+pub const DEFAULT_CONCURRENCY: usize = 32;
 /// Attempts of one request before its error stands (409, 429, 5xx, connection errors).
 const ATTEMPTS: u32 = 6;
 /// The first backoff; it doubles after each attempt.

@@ -252,7 +252,7 @@ pub struct InputArgs {
     #[arg(long, value_name = "NAME")]
     pub inventory: Option<String>,
     /// Requests in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
 }
 
