@@ -12,6 +12,9 @@ out=${1:-${TMPDIR:-/tmp}/idp-lab-mutants}
 mkdir -p "$out"
 command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants || exit 2
 jobs=${MUTANTS_JOBS:-2}
+# Each mutant builds in cargo-mutants' own copy of the tree; a shared CARGO_TARGET_DIR
+# would let mutated builds land where the developer's own builds and tests look.
+unset CARGO_TARGET_DIR
 status=0
 run() {
   local name=$1; shift

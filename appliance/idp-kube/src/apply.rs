@@ -589,17 +589,12 @@ impl Cluster {
     /// The `resourceVersion` of every live object of the items' kinds and namespaces:
     /// one metadata LIST per kind and namespace.
     pub(crate) async fn live_versions(&self, items: &[Item]) -> Result<HashMap<Identity, String>, KubeError> {
-        let mut lists: BTreeMap<(String, String), &Item> = BTreeMap::new();
-        for item in items.iter().filter(|i| i.kind.is_some()) {
-            lists.entry((format!("{} {}", item.api_version(), item.kind_name()), item.namespace().to_owned())).or_insert(item);
-        }
-        let client = self.client();
-        let requests = lists.into_values().filter_map(|item| Some((item, item.api(client)?)));
-        let answers: Vec<_> =
-            stream::iter(requests.map(|(item, api)| async move { (item, api.list_metadata(&ListParams::default()).await) }))
-                .buffer_unordered(DEFAULT_CONCURRENCY)
-                .collect()
-                .await;
+        let answers: Vec<_> = stream::iter(
+            one_per_list(items, self.client()).map(|(item, api)| async move { (item, api.list_metadata(&ListParams::default()).await) }),
+        )
+        .buffer_unordered(DEFAULT_CONCURRENCY)
+        .collect()
+        .await;
         let mut out = HashMap::new();
         for (item, answer) in answers {
             let list = answer.map_err(|e| KubeError::api("list live objects", self.server(), e))?;
@@ -688,6 +683,16 @@ impl Cluster {
         }
         Ok((pruned, kept))
     }
+}
+
+/// One item of each kind and namespace among `items`, with the API to list them.
+pub(crate) fn one_per_list<'a>(items: &'a [Item], client: &kube::Client) -> impl Iterator<Item = (&'a Item, Api<DynamicObject>)> {
+    let mut lists: BTreeMap<(&str, &str, &str), &Item> = BTreeMap::new();
+    for item in items.iter().filter(|i| i.kind.is_some()) {
+        lists.entry((item.api_version(), item.kind_name(), item.namespace())).or_insert(item);
+    }
+    let client = client.clone();
+    lists.into_values().filter_map(move |item| Some((item, item.api(&client)?)))
 }
 
 /// What became of one object of a wave.

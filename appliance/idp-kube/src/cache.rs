@@ -86,9 +86,15 @@ mod tests {
     #[test]
     fn an_entry_is_fresh_only_for_the_same_input_and_version() {
         let mut cache = ApplyCache::default();
+        assert!(cache.is_empty());
+        assert_eq!(cache.len(), 0);
         cache.bind("uid-a");
         let h = hash(&json!({"kind": "ConfigMap", "data": {"a": "1"}}));
         cache.record("ConfigMap x/y", &h, "42");
+        cache.record("ConfigMap x/w", &h, "7");
+        assert!(!cache.is_empty());
+        assert_eq!(cache.len(), 2);
+        cache.forget("ConfigMap x/w");
         assert!(cache.fresh("ConfigMap x/y", &h, "42"));
         assert!(!cache.fresh("ConfigMap x/y", &h, "43"), "changed live");
         assert!(!cache.fresh("ConfigMap x/y", &hash(&json!({"kind": "ConfigMap", "data": {"a": "2"}})), "42"), "changed input");

@@ -162,12 +162,7 @@ impl Cluster {
     /// Every live object of the items' kinds and namespaces: one LIST per kind and
     /// namespace.
     pub(crate) async fn live_objects(&self, items: &[Item]) -> Result<HashMap<Identity, Value>, KubeError> {
-        let mut lists: BTreeMap<(String, String), &Item> = BTreeMap::new();
-        for item in items.iter().filter(|i| i.kind.is_some()) {
-            lists.entry((format!("{} {}", item.api_version(), item.kind_name()), item.namespace().to_owned())).or_insert(item);
-        }
-        let client = self.client();
-        let requests = lists.into_values().filter_map(|item| Some((item, item.api(client)?)));
+        let requests = apply::one_per_list(items, self.client());
         let answers: Vec<_> = stream::iter(requests.map(|(item, api)| async move { (item, api.list(&ListParams::default()).await) }))
             .buffer_unordered(apply::DEFAULT_CONCURRENCY)
             .collect()

@@ -201,7 +201,7 @@ impl KubeError {
 }
 
 /// An error and its causes in one line, leaving out a cause its effect already quotes.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -401,11 +401,11 @@ fn watch_error(e: &watcher::Error) -> String {
         watcher::Error::WatchStartFailed(cause) => ("watch", cause),
         watcher::Error::WatchFailed(cause) => ("watch", cause),
         watcher::Error::WatchError(status) => return format!("the watch answered {}", status_line(status)),
-        other => return one_line(other),
+        other => return crate::error::chain(other),
     };
     match cause {
         kube::Error::Api(status) => format!("{what} failed: {}", status_line(status)),
-        other => format!("{what} failed: {}", one_line(other)),
+        other => format!("{what} failed: {}", crate::error::chain(other)),
     }
 }
 
@@ -428,21 +428,6 @@ fn status_line(status: &kube::core::Status) -> String {
         (head, message) if head.is_empty() => message.to_owned(),
         (head, message) => format!("{head}: {message}"),
     }
-}
-
-/// An error and its causes in one line, leaving out a cause its effect already quotes.
-fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !text.is_empty() && !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -191,9 +191,11 @@ async fn prune_deletes_what_left_the_set_and_nothing_else() {
     let cluster = connect(&cp).await;
     kubectl(&cp, &["create", "namespace", "p"]);
     let cm = |name: &str, extra: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n{extra}data: {{k: v}}\n---\n");
+    kubectl(&cp, &["create", "namespace", "q"]);
     let set_a = format!(
-        "{}{}{}{}",
+        "{}{}{}{}{}",
         cm("a1", ""),
+        cm("a4", "  namespace: q\n"),
         cm("a2", ""),
         cm("a3", "  annotations: {idp-lab.dev/prune: disabled}\n"),
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: p-a-reader}\nrules: []\n"
@@ -211,12 +213,18 @@ async fn prune_deletes_what_left_the_set_and_nothing_else() {
         "ClusterRole.rbac.authorization.k8s.io,ConfigMap"
     );
     assert_eq!(parent["metadata"]["labels"]["applyset.kubernetes.io/id"], Inventory { name: "set-a".into(), namespace: "p".into() }.id());
+    assert_eq!(parent["metadata"]["annotations"]["applyset.kubernetes.io/additional-namespaces"], "q", "the members' other namespaces");
+    assert_eq!(parent["metadata"]["annotations"]["applyset.kubernetes.io/tooling"], format!("idp-lab/{}", env!("CARGO_PKG_VERSION")));
 
     // Set A without a2, a3 and the ClusterRole; a fresh cache is a lost state store.
     let mut pruning = a.clone();
     pruning.prune = true;
     let report = cluster.apply(load(&cm("a1", "")), &pruning, &mut ApplyCache::default(), &quiet).await.expect("apply with prune");
-    assert_eq!(report.pruned, vec!["ConfigMap p/a2".to_owned(), "ClusterRole.rbac.authorization.k8s.io p-a-reader".to_owned()]);
+    assert_eq!(
+        report.pruned,
+        vec!["ConfigMap q/a4".to_owned(), "ConfigMap p/a2".to_owned(), "ClusterRole.rbac.authorization.k8s.io p-a-reader".to_owned()],
+        "reverse apply order: stage, kind, namespace and name all reversed"
+    );
     assert_eq!(report.kept, vec!["ConfigMap p/a3".to_owned()]);
     let left = kubectl(&cp, &["get", "configmaps", "-n", "p", "-o", "name"]);
     let mut left: Vec<&str> = left.lines().collect();
@@ -224,6 +232,7 @@ async fn prune_deletes_what_left_the_set_and_nothing_else() {
     assert_eq!(left, ["configmap/a1", "configmap/a3", "configmap/b1", "configmap/foreign"]);
     let parent = kubectl_json(&cp, &["get", "secret", "-n", "p", "set-a"]);
     assert_eq!(parent["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"], "ConfigMap", "narrowed after prune");
+    assert_eq!(parent["metadata"]["annotations"]["applyset.kubernetes.io/additional-namespaces"], "", "narrowed after prune");
 
     // Set B pruned with an empty input of its own prunes only b1.
     let mut pruning_b = b.clone();
