@@ -91,6 +91,9 @@ pub enum Command {
     /// Work with the pinned image lists.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// The lab CA: print it, or add it to and remove it from the host's trust stores.
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -155,6 +158,9 @@ pub struct UpArgs {
     /// Replace nodes whose configuration changed (their data is lost).
     #[arg(long)]
     pub recreate: bool,
+    /// Make a new lab CA instead of keeping the existing one (it must then be trusted again).
+    #[arg(long)]
+    pub new_ca: bool,
     /// Make the lab's context the current one in the merged kubeconfig.
     #[arg(long)]
     pub switch_context: bool,
@@ -288,4 +294,28 @@ pub struct DiffArgs {
     /// The cluster.
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// `trust` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Print the lab CA's certificate (PEM).
+    Export(LabArgs),
+    /// Trust the lab CA: the system store (update-ca-certificates, update-ca-trust, macOS keychain) and the NSS databases of Chromium and Firefox.
+    Install(TrustArgs),
+    /// Stop trusting the lab CA, in every store `install` uses.
+    Uninstall(TrustArgs),
+    /// Where the lab CA is trusted.
+    Status(TrustArgs),
+}
+
+/// `trust install|uninstall|status` options.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The lab.
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// The file-system root the trust stores live under (tests use a temporary one).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
 }

@@ -164,3 +164,17 @@ pub fn node_name(lab: &str, given: &str, nodes: &[String]) -> Result<String, Fai
 pub fn kubeconfig_path(lab_dir: &Path) -> PathBuf {
     lab_dir.join("kubeconfig")
 }
+
+/// The lab CA's folder in the lab's state directory (kept by `down`, removed by
+/// `down --purge`).
+pub fn ca_dir(lab_dir: &Path) -> PathBuf {
+    lab_dir.join("ca")
+}
+
+/// The lab CA for `suffix`: loaded, or made when there is none (or `renew`).
+pub fn lab_ca(lab: &str, lab_dir: &Path, suffix: &str, renew: bool) -> Result<idp_edge::LabCa, Failure> {
+    idp_edge::LabCa::load_or_create(lab, &ca_dir(lab_dir), &[suffix.to_owned()], renew).map_err(|e| match e {
+        idp_edge::EdgeError::Io { .. } => Failure::new(IO, e.to_string()),
+        _ => Failure::new(INPUT, e.to_string()),
+    })
+}

@@ -472,8 +472,14 @@ async fn lifecycle(image: &str, kind: Nodes) {
     assert!(scope.leftovers().await.expect("leftovers").is_empty(), "something still carries the lab's label");
     let kubeconfig = std::fs::read_to_string(lab.kubeconfig()).unwrap_or_default();
     assert!(!kubeconfig.contains(&format!("idp-lab-{}", lab.name)), "{kubeconfig}");
-    assert!(!lab.state_dir().exists(), "the state directory is gone");
+    let kept: Vec<String> = std::fs::read_dir(lab.state_dir())
+        .expect("the state directory keeps the CA")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, ["ca"], "down keeps only the lab CA");
     assert_eq!(lab.json(&["status"])["state"], "absent");
+    lab.ok(&["down", "--purge"]);
+    assert!(!lab.state_dir().exists(), "down --purge removes the CA too");
     scope.cleanup().await.expect("nothing left");
 }
 

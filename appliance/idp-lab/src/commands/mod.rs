@@ -14,6 +14,7 @@ mod render;
 mod start;
 mod status;
 mod stop;
+mod trust;
 mod up;
 mod version;
 
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Diff(args) => diff::run(&cli.global, printer, args),
         Command::Render(args) => render::run(&cli.global, printer, args),
         Command::Images(cmd) => images::run(&cli.global, printer, cmd),
+        Command::Trust(cmd) => trust::run(&cli.global, printer, cmd),
         Command::Config(cmd) => config::run(&cli.global, printer, cmd),
         Command::Version => version::run(printer),
         Command::Completions { shell } => {

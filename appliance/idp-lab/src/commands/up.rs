@@ -193,6 +193,15 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
         })
     };
     save(lab, &settings, &plan)?;
+    // The lab CA: stable across `down` and `up`, new with `--new-ca`.
+    let ca = lab::lab_ca(&lab.name, &lab.dir(), &settings.network.dns_suffix, args.new_ca)?;
+    if ca.is_new() {
+        steps.done(&format!(
+            "lab CA for *.{} made ({}); `idp-lab trust install` trusts it",
+            settings.network.dns_suffix,
+            ca.cert_path().display()
+        ));
+    }
     let host = HostInputs {
         token: lab::token(&lab.dir())?,
         nameservers: idp_host::net::nameservers(),
