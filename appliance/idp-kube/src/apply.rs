@@ -368,15 +368,26 @@ impl Cluster {
             return Err(KubeError::Input { problems });
         }
 
+        // The kinds the input's own CRDs define: a dry run cannot create them, so their
+        // objects are reported as to be created instead of failing.
+        let to_come: BTreeSet<(String, String)> = items
+            .iter()
+            .filter(|i| objects::needs_established(i.kind_name()))
+            .filter_map(|i| {
+                let group = i.value.pointer("/spec/group")?.as_str()?;
+                let kind = i.value.pointer("/spec/names/kind")?.as_str()?;
+                Some((group.to_owned(), kind.to_owned()))
+            })
+            .collect();
         let mut report = ApplyReport { dry_run: options.dry_run, ..ApplyReport::default() };
         let mut start = 0;
         while start < items.len() {
             let (stage, wave) = (items[start].key.stage, items[start].key.wave);
             let end = start + items[start..].iter().take_while(|i| i.key.stage == stage && i.key.wave == wave).count();
             progress(Progress::Wave { stage, wave, objects: end - start });
-            self.serve(&discovery, &mut items[start..end], &options.namespace, deadline, options.dry_run, progress).await?;
             let mut problems = Vec::new();
-            resolve(&discovery, &mut items[start..end], &options.namespace, &mut problems).await?;
+            let serving = Serving { namespace: &options.namespace, deadline, dry_run: options.dry_run, to_come: &to_come };
+            self.serve(&discovery, &mut items[start..end], &serving, &mut problems, progress).await?;
             problems.extend(duplicates(&items));
             if !problems.is_empty() {
                 return Err(KubeError::Input { problems });
@@ -434,28 +445,40 @@ impl Cluster {
         Ok(ns.metadata.uid.unwrap_or_default())
     }
 
-    /// Waits until every item's kind is served, asking discovery again every second; a
-    /// dry run does not wait for kinds no earlier wave could have created.
+    /// Waits until every item's kind is served, asking discovery again every second, and
+    /// sets or checks each namespace (problems go to `problems`). A dry run does not
+    /// wait: it leaves unresolved the objects whose CRD the input brings, and fails on
+    /// any other kind not served.
     async fn serve(
         &self,
         discovery: &Discovery,
         items: &mut [Item],
-        namespace: &str,
-        deadline: Instant,
-        dry_run: bool,
+        serving: &Serving<'_>,
+        problems: &mut Vec<String>,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<(), KubeError> {
-        let mut problems = Vec::new();
         let mut told = BTreeSet::new();
         loop {
-            let unserved = resolve(discovery, items, namespace, &mut problems).await?;
+            let unserved = resolve(discovery, items, serving.namespace, problems).await?;
             if unserved.is_empty() {
+                return Ok(());
+            }
+            if serving.dry_run
+                && unserved.iter().all(|&i| {
+                    let group = objects::api_group(items[i].api_version()).to_owned();
+                    serving.to_come.contains(&(group, items[i].kind_name().to_owned()))
+                })
+            {
                 return Ok(());
             }
             let kinds: BTreeSet<String> =
                 unserved.iter().map(|&i| format!("{} {}", items[i].kind_name(), items[i].api_version())).collect();
-            if dry_run || Instant::now() + DISCOVERY_RETRY > deadline {
-                return Err(KubeError::NotServed { server: self.server().to_owned(), kinds: kinds.into_iter().collect(), dry_run });
+            if serving.dry_run || Instant::now() + DISCOVERY_RETRY > serving.deadline {
+                return Err(KubeError::NotServed {
+                    server: self.server().to_owned(),
+                    kinds: kinds.into_iter().collect(),
+                    dry_run: serving.dry_run,
+                });
             }
             if kinds != told {
                 progress(Progress::WaitingForKinds { kinds: kinds.iter().cloned().collect() });
@@ -497,7 +520,8 @@ impl Cluster {
                     return (item, hash, before, Ok(Outcome::Cached));
                 }
                 let Some(api) = item.api(client) else {
-                    return (item, hash, before, Err(format!("{}: not resolved", item.display())));
+                    // Only a dry run leaves an item unresolved: its CRD is in the input.
+                    return (item, hash, before, Ok(Outcome::ToCome));
                 };
                 let result = match send(&api, item, options.dry_run, deadline).await {
                     Ok(after) => Ok(Outcome::Sent(Box::new(after))),
@@ -505,7 +529,7 @@ impl Cluster {
                     Err(kube::Error::Api(s))
                         if options.dry_run && s.code == 404 && s.details.as_ref().is_some_and(|d| d.kind == "namespaces") =>
                     {
-                        Ok(Outcome::NamespaceToCome)
+                        Ok(Outcome::ToCome)
                     }
                     Err(e) => Err(explain(item, &e)),
                 };
@@ -523,7 +547,7 @@ impl Cluster {
             let display = item.display();
             let (action, cached) = match result {
                 Ok(Outcome::Cached) => (Action::Unchanged, true),
-                Ok(Outcome::NamespaceToCome) => (Action::Created, false),
+                Ok(Outcome::ToCome) => (Action::Created, false),
                 Ok(Outcome::Sent(after)) => {
                     let after = *after;
                     let after_rv = after.metadata.resource_version.clone().unwrap_or_default();
@@ -695,14 +719,26 @@ pub(crate) fn one_per_list<'a>(items: &'a [Item], client: &kube::Client) -> impl
     lists.into_values().filter_map(move |item| Some((item, item.api(&client)?)))
 }
 
+/// How a wave's kinds are waited for.
+struct Serving<'a> {
+    /// The default namespace.
+    namespace: &'a str,
+    /// The run's deadline.
+    deadline: Instant,
+    /// Whether the run is a dry run.
+    dry_run: bool,
+    /// (group, kind) of every CRD in the input.
+    to_come: &'a BTreeSet<(String, String)>,
+}
+
 /// What became of one object of a wave.
 enum Outcome {
     /// The cache showed it unchanged; nothing was sent.
     Cached,
     /// Sent; the server's answer.
     Sent(Box<DynamicObject>),
-    /// A dry run whose namespace an earlier wave would create: it would be created.
-    NamespaceToCome,
+    /// A dry run whose namespace or CRD the input brings: it would be created.
+    ToCome,
 }
 
 /// What the server answered to each applied object of a wave: identity → (hash of the

@@ -196,3 +196,65 @@ async fn a_dry_run_changes_nothing() {
     let text = run.run(&["apply", "--dry-run", "-f", &input, "--inventory", "dry", "-n", "fresh"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("ConfigMap fresh/c would be created"));
 }
+
+/// A CRD of the test's own and objects of its kinds, in one input.
+fn gadgets(scope: &str, gadget_namespace: Option<&str>) -> String {
+    let ns = gadget_namespace.map(|n| format!("\n  namespace: {n}")).unwrap_or_default();
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: gadgets.example.dev}}
+spec:
+  group: example.dev
+  scope: {scope}
+  names: {{plural: gadgets, singular: gadget, kind: Gadget, listKind: GadgetList}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {{type: object, properties: {{size: {{type: integer}}}}}}
+---
+apiVersion: example.dev/v1
+kind: Gadget
+metadata:
+  name: g1{ns}
+spec: {{size: 3}}
+"
+    )
+}
+
+/// A dry run of a CRD with objects of its kind reports them as to be created (it cannot
+/// create the CRD to check them); a real apply creates both. A cluster-scoped kind that
+/// only comes to be served during the run is still checked for a namespace.
+#[tokio::test]
+async fn crds_with_their_objects_in_a_dry_run_and_late_namespace_checks() {
+    let _testbed = require!(Need::KubeBinaries);
+    let cp = ControlPlane::start_without_controller_manager().await.expect("control plane");
+    let run = Run::new(&cp);
+    let input = run.write("gadgets.yaml", &gadgets("Namespaced", None));
+    let report = run.json(&["apply", "--dry-run", "-f", &input]);
+    assert_eq!(names(&report, "created"), ["CustomResourceDefinition.apiextensions.k8s.io gadgets.example.dev", "Gadget.example.dev g1"]);
+    let out = cp.kubectl().args(["get", "crd", "gadgets.example.dev"]).output().expect("kubectl");
+    assert!(!out.status.success(), "a dry run created nothing");
+    let report = run.json(&["apply", "-f", &input]);
+    assert_eq!(
+        names(&report, "created"),
+        ["CustomResourceDefinition.apiextensions.k8s.io gadgets.example.dev", "Gadget.example.dev default/g1"]
+    );
+
+    let cluster_scoped = run.write(
+        "clustered.yaml",
+        &gadgets("Cluster", Some("default"))
+            .replace("gadgets.example.dev", "widgets.example.org")
+            .replace("example.dev", "example.org")
+            .replace("gadget", "widget")
+            .replace("Gadget", "Widget"),
+    );
+    let out = run.run(&["apply", "-f", &cluster_scoped]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("clustered.yaml: document 2: Widget g1 is cluster-scoped"), "{}", stderr(&out));
+}
