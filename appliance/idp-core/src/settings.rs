@@ -10,7 +10,7 @@ use crate::config::{Config, Flavor, PortSetting, Security};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ pub const HTTP_FALLBACK: (u16, u16) = (8080, 8179);
 pub const HTTPS_FALLBACK: (u16, u16) = (8443, 8542);
 /// Where an `auto` API port is looked for: 6443, then this range.
 pub const API_FALLBACK: (u16, u16) = (6444, 6543);
+/// Where an `auto` DNS port is looked for: 53, then this range (clear of the other
+/// ranges; 1053 is the customary unprivileged DNS port).
+pub const DNS_FALLBACK: (u16, u16) = (1053, 1152);
 /// Where the loopback ports publishing the Gateway's node ports are looked for.
 pub const GATEWAY_RANGE: (u16, u16) = (41000, 41999);
 
@@ -196,13 +199,20 @@ pub struct Ports {
     pub api: u16,
     /// The loopback ports of each Gateway node, in node order.
     pub gateway: Vec<GatewayPorts>,
+    /// The DNS answer, UDP and TCP (on the bind address). `None` only in a record
+    /// pinned before `network.dns_port` existed: [`resolve`] always chooses one, and the
+    /// next `up` pins it.
+    #[serde(default)]
+    pub dns: Option<u16>,
 }
 
 impl Ports {
-    /// Every host port, for clash checks.
+    /// Every host port, for clash checks: HTTP, HTTPS and API (on the bind address), the
+    /// Gateway's loopback ports, then the DNS port (on the bind address) when there is one.
     pub fn all(&self) -> Vec<u16> {
         let mut all = vec![self.http, self.https, self.api];
         all.extend(self.gateway.iter().flat_map(|g| [g.http, g.https]));
+        all.extend(self.dns);
         all
     }
 }
@@ -270,6 +280,9 @@ pub struct NetworkSettings {
     pub lan_ip: Option<IpAddr>,
     /// The suffix the lab's hostnames live under.
     pub dns_suffix: String,
+    /// The resolvers the DNS answer forwards names outside the lab's zones to (port 53
+    /// when the configuration named none); empty: it refuses them.
+    pub dns_forward: Vec<SocketAddr>,
     /// Every host port.
     pub ports: Ports,
     /// The Gateway's HTTP node port.
@@ -390,27 +403,32 @@ fn probe_address(bind: IpAddr) -> IpAddr {
 }
 
 /// Every `(address, port)` [`resolve`] may choose for an `auto` port: the host probes
-/// these and passes the busy ones in [`Probes::busy`]. Empty once ports are pinned.
+/// these and passes the busy ones in [`Probes::busy`]. Once ports are pinned, only what
+/// a new Gateway node or a record older than `network.dns_port` still needs.
 pub fn port_candidates(config: &Config, pinned: Option<&Ports>) -> Vec<(IpAddr, u16)> {
     let gateway_range = || (GATEWAY_RANGE.0..=GATEWAY_RANGE.1).map(|p| (IpAddr::V4(Ipv4Addr::LOCALHOST), p));
-    if let Some(pinned) = pinned {
-        // Only a node that has no pinned gateway ports yet (an agent added with
-        // `--recreate`) needs new ones.
-        let nodes = Settings::gateway_nodes(&config.lab.name, config.cluster.agents);
-        let complete = nodes.iter().all(|n| pinned.gateway.iter().any(|g| &g.node == n));
-        return if complete { Vec::new() } else { gateway_range().collect() };
-    }
     let n = &config.network;
     let bind = probe_address(n.bind_address);
-    let mut out = Vec::new();
-    for (setting, preferred, (from, to)) in
-        [(n.http_port, 80, HTTP_FALLBACK), (n.https_port, 443, HTTPS_FALLBACK), (n.api_port, 6443, API_FALLBACK)]
-    {
-        if setting == PortSetting::Auto {
-            out.push((bind, preferred));
-            out.extend((from..=to).map(|p| (bind, p)));
+    let auto = |setting: PortSetting, preferred: u16, (from, to): (u16, u16)| {
+        let ports = if setting == PortSetting::Auto { std::iter::once(preferred).chain(from..=to).collect() } else { Vec::new() };
+        ports.into_iter().map(move |p| (bind, p))
+    };
+    if let Some(pinned) = pinned {
+        // Only a node that has no pinned gateway ports yet (an agent added with
+        // `--recreate`) needs new ones, and a DNS port only when the record is older
+        // than `network.dns_port`.
+        let nodes = Settings::gateway_nodes(&config.lab.name, config.cluster.agents);
+        let complete = nodes.iter().all(|n| pinned.gateway.iter().any(|g| &g.node == n));
+        let mut out: Vec<(IpAddr, u16)> = if pinned.dns.is_none() { auto(n.dns_port, 53, DNS_FALLBACK).collect() } else { Vec::new() };
+        if !complete {
+            out.extend(gateway_range());
         }
+        return out;
     }
+    let mut out: Vec<(IpAddr, u16)> = auto(n.http_port, 80, HTTP_FALLBACK).collect();
+    out.extend(auto(n.https_port, 443, HTTPS_FALLBACK));
+    out.extend(auto(n.api_port, 6443, API_FALLBACK));
+    out.extend(auto(n.dns_port, 53, DNS_FALLBACK));
     out.extend(gateway_range());
     out
 }
@@ -424,9 +442,14 @@ pub fn resolve(config: &Config, probes: &Probes) -> Result<Settings, SettingsErr
         return Err(SettingsError::NoLanIp);
     }
     let ports = match &probes.pinned {
-        Some(pinned) => fit_gateway_ports(config, pinned.clone(), probes)?,
+        Some(pinned) => fit_gateway_ports(config, fit_dns_port(config, pinned.clone(), probes)?, probes)?,
         None => pick_ports(config, probes)?,
     };
+    let dns_forward = n
+        .dns_forward
+        .iter()
+        .map(|r| crate::config::parse_resolver(r).ok_or_else(|| SettingsError::Unparsed { key: "network.dns_forward", value: r.clone() }))
+        .collect::<Result<Vec<_>, _>>()?;
     let image = ImageRef::parse(c.node_image()).ok_or_else(|| SettingsError::BadImage(c.node_image().to_owned()))?;
     let taints = |key: &'static str, list: &[String]| -> Result<Vec<Taint>, SettingsError> {
         list.iter().map(|t| Taint::parse(t).ok_or_else(|| SettingsError::Unparsed { key, value: t.clone() })).collect()
@@ -463,6 +486,7 @@ pub fn resolve(config: &Config, probes: &Probes) -> Result<Settings, SettingsErr
             connect_address,
             lan_ip,
             dns_suffix: n.resolved_dns_suffix(lan_ip),
+            dns_forward,
             ports,
             http_nodeport: n.http_nodeport,
             https_nodeport: n.https_nodeport,
@@ -480,34 +504,55 @@ pub fn resolve(config: &Config, probes: &Probes) -> Result<Settings, SettingsErr
     })
 }
 
+/// Decides one port setting: a fixed port as given, an `auto` one as `preferred` or the
+/// first port of its range that is neither busy, reserved nor `chosen` (which it joins).
+fn pick_port(
+    config: &Config,
+    probes: &Probes,
+    key: &'static str,
+    setting: PortSetting,
+    preferred: u16,
+    (from, to): (u16, u16),
+    chosen: &mut BTreeSet<u16>,
+) -> Result<u16, SettingsError> {
+    if let PortSetting::Fixed(p) = setting {
+        return Ok(p);
+    }
+    let usable = |p: &u16| !probes.busy.contains(p) && !probes.reserved.contains(p) && !chosen.contains(p);
+    let port = std::iter::once(preferred).chain(from..=to).find(usable).ok_or(SettingsError::NoFreePort {
+        key,
+        bind: probe_address(config.network.bind_address),
+        tried: format!("{preferred} and {from}-{to}"),
+    })?;
+    chosen.insert(port);
+    Ok(port)
+}
+
 /// Chooses every port of a lab that has none pinned yet.
 fn pick_ports(config: &Config, probes: &Probes) -> Result<Ports, SettingsError> {
     let n = &config.network;
-    let bind = probe_address(n.bind_address);
-    let mut chosen: BTreeSet<u16> = [n.http_port, n.https_port, n.api_port]
+    let mut chosen: BTreeSet<u16> = [n.http_port, n.https_port, n.api_port, n.dns_port]
         .into_iter()
         .filter_map(|s| match s {
             PortSetting::Fixed(p) => Some(p),
             PortSetting::Auto => None,
         })
         .collect();
-    let pick = |key: &'static str, setting: PortSetting, preferred: u16, (from, to): (u16, u16), chosen: &mut BTreeSet<u16>| {
-        if let PortSetting::Fixed(p) = setting {
-            return Ok(p);
-        }
-        let usable = |p: &u16| !probes.busy.contains(p) && !probes.reserved.contains(p) && !chosen.contains(p);
-        let port = std::iter::once(preferred).chain(from..=to).find(usable).ok_or(SettingsError::NoFreePort {
-            key,
-            bind,
-            tried: format!("{preferred} and {from}-{to}"),
-        })?;
-        chosen.insert(port);
-        Ok(port)
-    };
-    let http = pick("http_port", n.http_port, 80, HTTP_FALLBACK, &mut chosen)?;
-    let https = pick("https_port", n.https_port, 443, HTTPS_FALLBACK, &mut chosen)?;
-    let api = pick("api_port", n.api_port, 6443, API_FALLBACK, &mut chosen)?;
-    fit_gateway_ports(config, Ports { http, https, api, gateway: Vec::new() }, probes)
+    let http = pick_port(config, probes, "http_port", n.http_port, 80, HTTP_FALLBACK, &mut chosen)?;
+    let https = pick_port(config, probes, "https_port", n.https_port, 443, HTTPS_FALLBACK, &mut chosen)?;
+    let api = pick_port(config, probes, "api_port", n.api_port, 6443, API_FALLBACK, &mut chosen)?;
+    let dns = pick_port(config, probes, "dns_port", n.dns_port, 53, DNS_FALLBACK, &mut chosen)?;
+    fit_gateway_ports(config, Ports { http, https, api, gateway: Vec::new(), dns: Some(dns) }, probes)
+}
+
+/// Gives a pinned lab whose record is older than `network.dns_port` its DNS port, clear
+/// of every port it already has; a record with one keeps it.
+fn fit_dns_port(config: &Config, mut ports: Ports, probes: &Probes) -> Result<Ports, SettingsError> {
+    if ports.dns.is_none() {
+        let mut in_use: BTreeSet<u16> = ports.all().into_iter().collect();
+        ports.dns = Some(pick_port(config, probes, "dns_port", config.network.dns_port, 53, DNS_FALLBACK, &mut in_use)?);
+    }
+    Ok(ports)
 }
 
 /// Gives every Gateway node of the lab its pair of loopback ports: the pairs `ports`
@@ -549,6 +594,11 @@ pub fn replace_taken_port(config: &Config, ports: &mut Ports, port: u16, busy: &
         (&mut ports.https, HTTPS_FALLBACK)
     } else if ports.api == port && n.api_port == PortSetting::Auto {
         (&mut ports.api, API_FALLBACK)
+    } else if let Some(dns) = ports.dns.as_mut().filter(|p| **p == port) {
+        if n.dns_port != PortSetting::Auto {
+            return false;
+        }
+        (dns, DNS_FALLBACK)
     } else {
         match ports.gateway.iter_mut().flat_map(|g| [&mut g.http, &mut g.https]).find(|p| **p == port) {
             Some(slot) => (slot, GATEWAY_RANGE),

@@ -4,7 +4,7 @@
 pub mod schema;
 mod validate;
 
-pub use validate::{FileKind, is_dns_name, is_name, parse_duration, parse_size};
+pub use validate::{FileKind, is_dns_name, is_name, parse_duration, parse_resolver, parse_size};
 
 use crate::diag::{Diagnostic, Origin};
 use serde::{Deserialize, Serialize};
@@ -301,6 +301,10 @@ pub struct Network {
     pub lan_ip: String,
     /// DNS suffix (`auto` or a name).
     pub dns_suffix: String,
+    /// Host port of the DNS answer.
+    pub dns_port: PortSetting,
+    /// Resolvers for names outside the lab's zones, `ip` or `ip:port` (validated).
+    pub dns_forward: Vec<String>,
 }
 
 impl Network {
@@ -425,7 +429,7 @@ pub fn resolve(layers: &[&Layer]) -> Result<Config, ConfigError> {
         );
     }
     let n = &config.network;
-    let ports = [("http_port", n.http_port), ("https_port", n.https_port), ("api_port", n.api_port)];
+    let ports = [("http_port", n.http_port), ("https_port", n.https_port), ("api_port", n.api_port), ("dns_port", n.dns_port)];
     for (i, (a, pa)) in ports.iter().enumerate() {
         for (b, pb) in &ports[i + 1..] {
             if let (PortSetting::Fixed(x), PortSetting::Fixed(y)) = (pa, pb)

@@ -42,6 +42,8 @@ pub enum Kind {
     Pools,
     /// A table from registry host to an array of mirror endpoint URLs.
     Mirrors,
+    /// An array of DNS resolver addresses, `ip` or `ip:port` (`[v6]:port`).
+    Resolvers,
     /// A chart version override for the component named by the key.
     Version,
 }
@@ -68,6 +70,7 @@ impl Kind {
                 "an array of tables { name = \"infra\", labels = { role = \"infra\" }, taints = [\"key=value:NoSchedule\"] }".into()
             }
             Kind::Mirrors => "a table of registry = [\"http://mirror:5000\", ...]".into(),
+            Kind::Resolvers => "an array of resolver addresses such as [\"1.1.1.1\", \"10.0.0.2:5353\", \"[2606:4700::1111]:53\"]".into(),
             Kind::Version => "a version string such as \"1.18.2\"".into(),
         }
     }
@@ -90,6 +93,7 @@ impl Kind {
             Kind::Taints => "array of taints",
             Kind::Pools => "array of pools",
             Kind::Mirrors => "table",
+            Kind::Resolvers => "array of addresses",
             Kind::Version => "string",
         }
     }
@@ -262,6 +266,20 @@ pub const KEYS: &[KeySpec] = &[
         kind: Kind::Suffix,
         default: "\"auto\"",
         doc: "Domain the lab's hostnames live under. `auto`: `127-0-0-1.nip.io` on loopback, `<lan-ip-dashed>.nip.io` when bound to the LAN; `sslip.io` names or a custom domain work too.",
+    },
+    KeySpec {
+        section: "network",
+        key: "dns_port",
+        kind: Kind::Port,
+        default: "\"auto\"",
+        doc: "Host port of the DNS answer (UDP and TCP, on the bind address), which serves the lab's names. `auto`: 53 when it can be bound, else the first free port from 1053 to 1152; chosen at the first `up` and pinned. The free-port probe binds TCP only: a port some other program holds only over UDP is not seen.",
+    },
+    KeySpec {
+        section: "network",
+        key: "dns_forward",
+        kind: Kind::Resolvers,
+        default: "[]",
+        doc: "Resolvers the DNS answer forwards names outside the lab's zones to (`ip` or `ip:port`, `[v6]:port`; port 53 when omitted); empty: it refuses them (no open resolver).",
     },
     KeySpec { section: "stacks", key: "secrets", kind: Kind::Bool, default: "true", doc: "Vault and External Secrets." },
     KeySpec { section: "stacks", key: "policies", kind: Kind::Bool, default: "true", doc: "Kyverno and Policy Reporter." },

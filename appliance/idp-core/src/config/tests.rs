@@ -405,3 +405,93 @@ fn sizes_and_durations_take_their_units() {
     assert_eq!(parse_duration("2d"), None);
     assert_eq!(parse_duration("0s"), None);
 }
+
+#[test]
+fn dns_keys_default_to_auto_and_no_forwarding() {
+    let c = parse("").expect("defaults");
+    assert_eq!(c.network.dns_port, PortSetting::Auto);
+    assert!(c.network.dns_forward.is_empty());
+    let c =
+        parse("[network]\ndns_port = 5300\ndns_forward = [\"1.1.1.1\", \"10.0.0.2:5353\", \"[2606:4700::1111]:53\", \"2001:db8::1\"]\n")
+            .expect("valid");
+    assert_eq!(c.network.dns_port, PortSetting::Fixed(5300));
+    assert_eq!(c.network.dns_forward, ["1.1.1.1", "10.0.0.2:5353", "[2606:4700::1111]:53", "2001:db8::1"]);
+}
+
+#[test]
+fn a_bad_dns_forward_entry_is_a_positioned_error() {
+    let text = "[network]\ndns_forward = [\n  \"1.1.1.1\",\n  \"dns.google\",\n  \"10.0.0.2:0\",\n  \"2001:db8::1:53x\",\n  3,\n]\n";
+    let err = parse(text).expect_err("a number among the strings");
+    insta::assert_snapshot!(err.to_string(), @r#"idp-lab.toml:7:3: network.dns_forward[4]: expected a string, found an integer (3)"#);
+    let text =
+        "[network]\ndns_forward = [\n  \"1.1.1.1\",\n  \"dns.google\",\n  \"10.0.0.2:0\",\n  \"0.0.0.0\",\n  \"2001:db8::1:53x\",\n]\n";
+    let err = parse(text).expect_err("four bad entries");
+    insta::assert_snapshot!(err.to_string(), @r#"
+    idp-lab.toml:4:3: network.dns_forward[1]: expected a resolver address "ip" or "ip:port" ("[ip]:port" for IPv6), found "dns.google"
+      help: a resolver is named by its IP address, not a hostname (which it would itself have to resolve)
+    idp-lab.toml:5:3: network.dns_forward[2]: expected a resolver address "ip" or "ip:port" ("[ip]:port" for IPv6), found "10.0.0.2:0"
+      help: port 0 is no port: omit it for 53
+    idp-lab.toml:6:3: network.dns_forward[3]: expected a resolver address "ip" or "ip:port" ("[ip]:port" for IPv6), found "0.0.0.0"
+      help: 0.0.0.0 is no resolver: give the address of one
+    idp-lab.toml:7:3: network.dns_forward[4]: expected a resolver address "ip" or "ip:port" ("[ip]:port" for IPv6), found "2001:db8::1:53x"
+    "#);
+    let d = &err.diagnostics[0];
+    assert_eq!(
+        (d.origin.clone(), d.line, d.column, d.path.as_str()),
+        (Origin::File("idp-lab.toml".into()), 4, 3, "network.dns_forward[1]")
+    );
+    assert!(d.message.contains("expected a resolver address"), "{}", d.message);
+    let err = parse("[network]\ndns_forward = \"1.1.1.1\"\n").expect_err("not an array");
+    insta::assert_snapshot!(err.to_string(), @r#"
+    idp-lab.toml:2:15: network.dns_forward: expected an array of resolver addresses such as ["1.1.1.1", "10.0.0.2:5353", "[2606:4700::1111]:53"], found "1.1.1.1"
+      help: write an array, e.g. ["1.1.1.1"]
+    "#);
+    let err = parse("[network]\ndns_forward = [\"fe80::1:53\", \"2001:db8::zz:53\"]\n").expect_err("one bad");
+    assert_eq!(err.diagnostics.len(), 1, "{err}");
+    assert_eq!(err.diagnostics[0].path, "network.dns_forward[1]");
+}
+
+#[test]
+fn dns_keys_read_from_the_environment() {
+    let env = env_layer(
+        [("IDP_LAB_NETWORK_DNS_PORT", "5353"), ("IDP_LAB_NETWORK_DNS_FORWARD", "[\"9.9.9.9\", \"[2620:fe::fe]:53\"]")],
+        COMPONENTS,
+    )
+    .expect("valid env");
+    let c = resolve(&[&defaults(), &env]).expect("resolves");
+    assert_eq!(c.network.dns_port, PortSetting::Fixed(5353));
+    assert_eq!(c.network.dns_forward, ["9.9.9.9", "[2620:fe::fe]:53"]);
+    let env = env_layer([("IDP_LAB_NETWORK_DNS_PORT", "auto"), ("IDP_LAB_NETWORK_DNS_FORWARD", "[]")], COMPONENTS).expect("valid env");
+    let c = resolve(&[&defaults(), &env]).expect("resolves");
+    assert_eq!((c.network.dns_port, c.network.dns_forward.len()), (PortSetting::Auto, 0));
+    let err =
+        env_layer([("IDP_LAB_NETWORK_DNS_FORWARD", "1.1.1.1"), ("IDP_LAB_NETWORK_DNS_PORT", "0")], COMPONENTS).expect_err("two problems");
+    insta::assert_snapshot!(err.to_string(), @r#"
+    environment variable IDP_LAB_NETWORK_DNS_FORWARD:1:1: network.dns_forward: expected an array of resolver addresses such as ["1.1.1.1", "10.0.0.2:5353", "[2606:4700::1111]:53"], found "1.1.1.1"
+      help: write an array, e.g. ["1.1.1.1"]
+    environment variable IDP_LAB_NETWORK_DNS_PORT:1:1: network.dns_port: expected "auto" or a port number from 1 to 65535, found 0
+      help: use "auto" to let idp-lab pick a free port
+    "#);
+    let err = env_layer([("IDP_LAB_NETWORK_DNS_FORWARD", "[\"1.1.1.1\", \"resolver.lan\"]")], COMPONENTS).expect_err("a hostname");
+    assert_eq!(err.diagnostics[0].path, "network.dns_forward[1]");
+}
+
+#[test]
+fn the_dns_port_clashes_with_the_other_fixed_ports() {
+    let err = parse("[network]\nhttps_port = 5353\ndns_port = 5353\n").expect_err("clash");
+    let d = &err.diagnostics[0];
+    assert_eq!((d.path.as_str(), d.line), ("network.https_port", 2), "{err}");
+    assert!(d.message.contains("also network.dns_port"), "{err}");
+}
+
+#[test]
+fn resolvers_parse_with_port_53_by_default() {
+    let addr = |s: &str| parse_resolver(s).map(|a| a.to_string());
+    assert_eq!(addr("1.1.1.1").as_deref(), Some("1.1.1.1:53"));
+    assert_eq!(addr("10.0.0.2:5353").as_deref(), Some("10.0.0.2:5353"));
+    assert_eq!(addr("2001:db8::1").as_deref(), Some("[2001:db8::1]:53"));
+    assert_eq!(addr("[2001:db8::1]:5300").as_deref(), Some("[2001:db8::1]:5300"));
+    for bad in ["", "dns.google", "1.1.1.1:0", "1.1.1.1:70000", "0.0.0.0", "[::]:53", "224.0.0.251", "1.1.1.1:", " 1.1.1.1", "1.1.1"] {
+        assert_eq!(parse_resolver(bad), None, "{bad:?}");
+    }
+}

@@ -5,7 +5,7 @@ use super::Layer;
 use super::schema::{self, KeySpec, Kind, SECTIONS};
 use crate::diag::{Diagnostic, Origin, did_you_mean, line_col};
 use serde_json::{Value, json};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use toml_edit::{Item, Table};
 
@@ -162,6 +162,7 @@ impl<'a> Checker<'a> {
                         Kind::Taints => self.taints(path, item),
                         Kind::Pools => self.pools(path, item),
                         Kind::Mirrors => self.mirrors(path, item),
+                        Kind::Resolvers => self.resolvers(path, item),
                         _ => wrong(self, describe(item)),
                     };
                 };
@@ -187,6 +188,11 @@ impl<'a> Checker<'a> {
             Kind::AutoIp => text == "auto" || text.parse::<IpAddr>().is_ok(),
             Kind::Suffix => text == "auto" || is_dns_name(text),
             Kind::Size => parse_size(text).is_some(),
+            Kind::Resolvers => {
+                let hint = format!("write an array, e.g. [\"{text}\"]");
+                self.report(span, path, format!("expected {}, found \"{text}\"", spec.kind.expected()), Some(hint));
+                return None;
+            }
             Kind::Duration => {
                 return match parse_duration(text) {
                     Some(secs) => Some(json!(secs)),
@@ -256,6 +262,26 @@ impl<'a> Checker<'a> {
             }
         }
         ok.then(|| json!(taints))
+    }
+
+    fn resolvers(&mut self, path: &str, item: &Item) -> Option<Value> {
+        let resolvers = self.strings(path, item)?;
+        let spans: Vec<Option<Range<usize>>> = item.as_array().map(|a| a.iter().map(toml_edit::Value::span).collect()).unwrap_or_default();
+        let mut ok = true;
+        for (i, r) in resolvers.iter().enumerate() {
+            if parse_resolver(r).is_none() {
+                let span = spans.get(i).cloned().flatten().or_else(|| item.span());
+                let hint = resolver_hint(r);
+                self.report(
+                    span,
+                    &format!("{path}[{i}]"),
+                    format!("expected a resolver address \"ip\" or \"ip:port\" (\"[ip]:port\" for IPv6), found \"{r}\""),
+                    hint,
+                );
+                ok = false;
+            }
+        }
+        ok.then(|| json!(resolvers))
     }
 
     fn pools(&mut self, path: &str, item: &Item) -> Option<Value> {
@@ -474,6 +500,38 @@ fn is_taint(s: &str) -> bool {
     };
     let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
     ["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) && is_label_key(key) && is_label_value(value)
+}
+
+/// Parses a resolver address, `ip` (port 53) or `ip:port` (`[v6]:port`); `None` for
+/// anything else, port 0, and the unspecified or a multicast address.
+pub fn parse_resolver(s: &str) -> Option<SocketAddr> {
+    let addr = match s.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, 53),
+        Err(_) => s.parse::<SocketAddr>().ok()?,
+    };
+    (addr.port() != 0 && !addr.ip().is_unspecified() && !addr.ip().is_multicast()).then_some(addr)
+}
+
+/// Why a string that [`parse_resolver`] refused is not a resolver, when that can be told.
+fn resolver_hint(s: &str) -> Option<String> {
+    let ip = s.parse::<IpAddr>().ok().or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()));
+    if let Some(ip) = ip {
+        return Some(if ip.is_unspecified() {
+            format!("{ip} is no resolver: give the address of one")
+        } else if ip.is_multicast() {
+            format!("{ip} is a multicast address: give the address of one resolver")
+        } else {
+            "port 0 is no port: omit it for 53".to_owned()
+        });
+    }
+    let (host, port) = s.rsplit_once(':').unwrap_or((s, ""));
+    if host.contains(':') && !host.starts_with('[') && port.parse::<u16>().is_ok() {
+        return Some(format!("an IPv6 address with a port is written in brackets, e.g. \"[{host}]:{port}\""));
+    }
+    if host.chars().any(|c| c.is_ascii_alphabetic()) && !host.contains(':') {
+        return Some("a resolver is named by its IP address, not a hostname (which it would itself have to resolve)".to_owned());
+    }
+    None
 }
 
 /// Parses a memory size (`"4g"`, `"512m"`, `"1Gi"`, `"0"`) into bytes.

@@ -25,7 +25,8 @@ fn defaults_resolve_to_typed_values() {
     assert_eq!(s.cluster.pools.len(), 2);
     assert_eq!(s.network.dns_suffix, "127-0-0-1.nip.io");
     assert_eq!(s.network.connect_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
-    assert_eq!((s.network.ports.http, s.network.ports.https, s.network.ports.api), (80, 443, 6443));
+    assert_eq!((s.network.ports.http, s.network.ports.https, s.network.ports.api, s.network.ports.dns), (80, 443, 6443, Some(53)));
+    assert!(s.network.dns_forward.is_empty());
     assert_eq!((s.network.http_nodeport, s.network.https_nodeport), (30080, 30443));
     assert_eq!(s.timeouts.cluster, Duration::from_secs(300));
     assert_eq!(s.cluster.context, None);
@@ -53,10 +54,10 @@ fn pinned_ports_win_over_the_host() {
         GatewayPorts { node: "idp-lab-agent-0".into(), http: 1, https: 2 },
         GatewayPorts { node: "idp-lab-agent-1".into(), http: 3, https: 4 },
     ];
-    let pinned = Ports { http: 8080, https: 8443, api: 7000, gateway };
+    let pinned = Ports { http: 8080, https: 8443, api: 7000, gateway, dns: Some(1053) };
     let mut p = probes();
     p.pinned = Some(pinned.clone());
-    p.busy = [8080, 8443, 7000].into();
+    p.busy = [8080, 8443, 7000, 1053].into();
     assert_eq!(resolve(&config(""), &p).expect("resolves").network.ports, pinned);
     assert!(port_candidates(&config(""), Some(&pinned)).is_empty(), "nothing to probe once pinned");
 }
@@ -92,12 +93,12 @@ fn candidates_cover_every_auto_port() {
     let c = config("");
     let cands = port_candidates(&c, None);
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    for p in [80, 8080, 8179, 443, 8443, 8542, 6443, 6444, 6543] {
+    for p in [80, 8080, 8179, 443, 8443, 8542, 6443, 6444, 6543, 53, 1053, 1152] {
         assert!(cands.contains(&(lo, p)), "{p}");
     }
     assert!(cands.contains(&(lo, GATEWAY_RANGE.0)) && cands.contains(&(lo, GATEWAY_RANGE.1)));
     assert!(!cands.contains(&(lo, 8180)));
-    let fixed = port_candidates(&config("[network]\nhttp_port = 80\nhttps_port = 443\napi_port = 6443\n"), None);
+    let fixed = port_candidates(&config("[network]\nhttp_port = 80\nhttps_port = 443\napi_port = 6443\ndns_port = 53\n"), None);
     assert_eq!(fixed.len(), usize::from(GATEWAY_RANGE.1 - GATEWAY_RANGE.0) + 1, "only the gateway range is probed");
     let any = port_candidates(&config("[network]\nbind_address = \"0.0.0.0\"\n"), None);
     assert!(any.contains(&(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 443)));
@@ -209,7 +210,7 @@ proptest! {
     /// Whatever the host has busy, chosen ports are distinct, never busy or reserved, and
     /// within their ranges.
     #[test]
-    fn chosen_ports_are_usable(busy in proptest::collection::btree_set(prop_oneof![Just(80u16), Just(443u16), Just(6443u16), 8080u16..8200, 8440u16..8560, 6440u16..6560, 41000u16..41020], 0..60), agents in 0u32..6) {
+    fn chosen_ports_are_usable(busy in proptest::collection::btree_set(prop_oneof![Just(80u16), Just(443u16), Just(6443u16), Just(53u16), 1050u16..1160, 8080u16..8200, 8440u16..8560, 6440u16..6560, 41000u16..41020], 0..60), agents in 0u32..6) {
         let c = config(&format!("[cluster]\nagents = {agents}\npools = []\n"));
         let p = Probes { busy: busy.clone(), ..Probes::default() };
         let s = resolve(&c, &p).expect("enough free ports");
@@ -251,4 +252,89 @@ fn pinned_ports_follow_the_gateway_nodes() {
     let fewer = config("[cluster]\nagents = 1\npools = []\n");
     let p = Probes { pinned: Some(pinned.clone()), ..probes() };
     assert_eq!(resolve(&fewer, &p).expect("resolves").network.ports.gateway, pinned.gateway[..1].to_vec());
+}
+
+#[test]
+fn auto_dns_port_is_53_when_free_else_the_range() {
+    let c = config("");
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let cands = port_candidates(&c, None);
+    for p in [53, DNS_FALLBACK.0, DNS_FALLBACK.1] {
+        assert!(cands.contains(&(lo, p)), "{p} is probed");
+    }
+    assert!(!cands.contains(&(lo, DNS_FALLBACK.1 + 1)));
+    assert_eq!(resolve(&c, &probes()).expect("resolves").network.ports.dns, Some(53));
+    // 53 held (or not bindable without privileges), the first range port reserved by another lab.
+    let p = Probes { busy: [53].into(), reserved: [DNS_FALLBACK.0].into(), ..probes() };
+    assert_eq!(resolve(&c, &p).expect("resolves").network.ports.dns, Some(DNS_FALLBACK.0 + 1));
+    // An auto port never takes a fixed one.
+    let fixed = config(&format!("[network]\napi_port = {}\n", DNS_FALLBACK.0));
+    let p = Probes { busy: [53].into(), ..probes() };
+    assert_eq!(resolve(&fixed, &p).expect("resolves").network.ports.dns, Some(DNS_FALLBACK.0 + 1));
+    // A fixed DNS port is taken as given and not probed.
+    let fixed = config("[network]\ndns_port = 5300\n");
+    assert_eq!(resolve(&fixed, &Probes { busy: [5300].into(), ..probes() }).expect("resolves").network.ports.dns, Some(5300));
+    assert!(!port_candidates(&fixed, None).contains(&(lo, 53)));
+    // Nothing free: the error names the key and the range.
+    let p = Probes { busy: std::iter::once(53).chain(DNS_FALLBACK.0..=DNS_FALLBACK.1).collect(), ..probes() };
+    let err = resolve(&c, &p).expect_err("no free DNS port");
+    assert!(matches!(err, SettingsError::NoFreePort { key: "dns_port", .. }), "{err}");
+    assert!(err.to_string().contains("53 and 1053-1152"), "{err}");
+    assert!(resolve(&c, &probes()).expect("resolves").network.ports.all().contains(&53), "clash checks see it");
+}
+
+#[test]
+fn a_pinned_dns_port_wins_and_an_old_record_gets_one() {
+    let c = config("");
+    let pinned = Ports { dns: Some(1060), ..resolve(&c, &probes()).expect("resolves").network.ports };
+    let p = Probes { pinned: Some(pinned.clone()), busy: [1060].into(), ..probes() };
+    assert_eq!(resolve(&c, &p).expect("resolves").network.ports.dns, Some(1060), "pinned wins over the host");
+    assert!(port_candidates(&c, Some(&pinned)).is_empty());
+    // Pinned before network.dns_port existed: only the DNS candidates are probed, and the
+    // port chosen is clear of the pinned ones and those of other labs.
+    let old = Ports { dns: None, http: 53, ..pinned.clone() };
+    let cands = port_candidates(&c, Some(&old));
+    assert_eq!(cands.len(), usize::from(DNS_FALLBACK.1 - DNS_FALLBACK.0) + 2);
+    let p = Probes { pinned: Some(old.clone()), reserved: [1053].into(), ..probes() };
+    let ports = resolve(&c, &p).expect("resolves").network.ports;
+    assert_eq!(ports.dns, Some(1054));
+    assert_eq!(Ports { dns: None, ..ports }, old, "the pinned ports stay");
+    let fixed = config("[network]\ndns_port = 5300\n");
+    assert!(port_candidates(&fixed, Some(&old)).is_empty());
+    assert_eq!(resolve(&fixed, &Probes { pinned: Some(old), ..probes() }).expect("resolves").network.ports.dns, Some(5300));
+}
+
+#[test]
+fn ports_without_a_dns_field_still_read() {
+    let old =
+        serde_json::json!({"http": 80, "https": 443, "api": 6443, "gateway": [{"node": "idp-lab-agent-0", "http": 41000, "https": 41001}]});
+    let ports: Ports = serde_json::from_value(old).expect("a schema-2 record's ports read");
+    assert_eq!(ports.dns, None);
+    assert_eq!(ports.all(), [80, 443, 6443, 41000, 41001]);
+    let new = Ports { dns: Some(53), ..ports };
+    let back: Ports = serde_json::from_value(serde_json::to_value(&new).expect("json")).expect("round trip");
+    assert_eq!(back, new);
+    assert_eq!(new.all().last(), Some(&53));
+}
+
+#[test]
+fn a_taken_auto_dns_port_moves_within_its_range() {
+    let c = config("");
+    let mut ports = resolve(&c, &probes()).expect("resolves").network.ports;
+    let mut busy = BTreeSet::new();
+    assert!(replace_taken_port(&c, &mut ports, 53, &mut busy, &[1053].into()));
+    assert_eq!(ports.dns, Some(1054));
+    let fixed = config("[network]\ndns_port = 53\n");
+    let mut ports = resolve(&fixed, &probes()).expect("resolves").network.ports;
+    assert!(!replace_taken_port(&fixed, &mut ports, 53, &mut BTreeSet::new(), &BTreeSet::new()), "a fixed port is never moved");
+}
+
+#[test]
+fn dns_forward_resolves_to_socket_addresses() {
+    assert!(resolve(&config(""), &probes()).expect("resolves").network.dns_forward.is_empty(), "no open resolver by default");
+    let c = config("[network]\ndns_forward = [\"1.1.1.1\", \"10.0.0.2:5353\", \"2001:db8::1\", \"[2001:db8::2]:5300\"]\n");
+    let forward = resolve(&c, &probes()).expect("resolves").network.dns_forward;
+    let want: Vec<SocketAddr> =
+        ["1.1.1.1:53", "10.0.0.2:5353", "[2001:db8::1]:53", "[2001:db8::2]:5300"].iter().map(|s| s.parse().expect("addr")).collect();
+    assert_eq!(forward, want);
 }

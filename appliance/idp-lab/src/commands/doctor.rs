@@ -140,12 +140,13 @@ async fn checks(ctx: &Context, settings: &idp_core::settings::Settings) -> Vec<C
     }
     let ports = &settings.network.ports;
     let pinned = crate::context::lab_record(&settings.lab).ok().flatten().and_then(|r| r.ports).is_some();
-    let wanted: Vec<(std::net::IpAddr, u16)> = ports
-        .all()
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| (if i < 3 { settings.network.bind_address } else { std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST) }, p))
-        .collect();
+    // HTTP, HTTPS, the API and DNS listen on the bind address; the Gateway's node ports
+    // are published on loopback.
+    let bind = settings.network.bind_address;
+    let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let mut wanted: Vec<(std::net::IpAddr, u16)> = vec![(bind, ports.http), (bind, ports.https), (bind, ports.api)];
+    wanted.extend(ports.gateway.iter().flat_map(|g| [(loopback, g.http), (loopback, g.https)]));
+    wanted.extend(ports.dns.map(|dns| (bind, dns)));
     let busy = idp_host::net::busy_ports(&wanted);
     if busy.is_empty() {
         push("ports", Verdict::Ok, format!("{} free", ports.all().iter().map(u16::to_string).collect::<Vec<_>>().join(" ")));

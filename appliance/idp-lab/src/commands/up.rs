@@ -131,11 +131,12 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
             .filter(|n| starting.contains(n.name.as_str()))
             .flat_map(|n| n.ports.iter().map(|p| (p.host_ip, p.host_port)))
             .collect();
-        // A new lab also holds its HTTP and HTTPS ports until its record pins them, so a
-        // lab made at the same time chooses others (the lab daemon binds them later).
+        // A new lab also holds its HTTP, HTTPS and DNS ports until its record pins them,
+        // so a lab made at the same time chooses others (the lab daemon binds them later).
         if lab.record.as_ref().and_then(|r| r.ports.as_ref()).is_none() {
             let bind = settings.network.bind_address;
             wanted.extend([(bind, settings.network.ports.http), (bind, settings.network.ports.https)]);
+            wanted.extend(settings.network.ports.dns.map(|dns| (bind, dns)));
         }
         if args.dry_run {
             break;
