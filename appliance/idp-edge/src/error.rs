@@ -143,4 +143,10 @@ pub enum EdgeError {
         #[source]
         source: rcgen::Error,
     },
+    /// The DNS server stopped on its own: a socket failed.
+    #[error("the DNS server failed: {reason}")]
+    Dns {
+        /// What hickory said.
+        reason: String,
+    },
 }

@@ -2,10 +2,13 @@
 //!
 //! Today this is the lab CA ([`LabCa`]): a name-constrained certificate authority kept
 //! in the lab's state directory, which issues the TLS certificates for the lab's
-//! `*.nip.io` names ([`Leaf`]). The DNS responder and the HTTPS proxy come later.
+//! `*.nip.io` names ([`Leaf`]); and the lab's DNS answer ([`dns`]), a server for those
+//! names on sockets the daemon binds. The HTTPS proxy comes later.
 
 mod ca;
+pub mod dns;
 mod error;
 
 pub use ca::{CERT_FILE, KEY_FILE, LabCa, Leaf};
+pub use dns::{Answers, serve as serve_dns};
 pub use error::EdgeError;
