@@ -33,8 +33,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cache::{self, ApplyCache};
-use crate::discovery::{Discovery, Kind};
+use crate::discovery::Discovery;
 use crate::inventory::{self, Inventory, Listed, PART_OF_LABEL, PRUNE_ANNOTATION, PRUNE_DISABLED};
+use crate::item::{Item, duplicates, prepare, resolve};
 use crate::wait::{self, Target};
 use crate::{Cluster, KubeError};
 
@@ -191,144 +192,6 @@ impl ApplyReport {
     }
 }
 
-/// An object on its way.
-#[derive(Debug, Clone)]
-pub(crate) struct Item {
-    /// Where it came from.
-    pub place: objects::Place,
-    /// Its apply order.
-    pub key: SortKey,
-    /// The object to send: normalised and owned.
-    pub value: Value,
-    /// Its kind once resolved.
-    pub kind: Option<Kind>,
-}
-
-impl Item {
-    pub(crate) fn api_version(&self) -> &str {
-        self.value.get("apiVersion").and_then(Value::as_str).unwrap_or_default()
-    }
-
-    pub(crate) fn kind_name(&self) -> &str {
-        &self.key.kind
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.key.name
-    }
-
-    /// The namespace as it will be sent; empty for none.
-    pub(crate) fn namespace(&self) -> &str {
-        self.value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default()
-    }
-
-    pub(crate) fn identity(&self) -> Identity {
-        Identity {
-            group: objects::api_group(self.api_version()).to_owned(),
-            kind: self.key.kind.clone(),
-            namespace: self.namespace().to_owned(),
-            name: self.key.name.clone(),
-        }
-    }
-
-    pub(crate) fn display(&self) -> String {
-        self.identity().to_string()
-    }
-
-    /// The API to reach it; `None` before it is resolved.
-    pub(crate) fn api(&self, client: &kube::Client) -> Option<Api<DynamicObject>> {
-        let kind = self.kind.as_ref()?;
-        Some(if kind.namespaced {
-            Api::namespaced_with(client.clone(), self.namespace(), &kind.resource)
-        } else {
-            Api::all_with(client.clone(), &kind.resource)
-        })
-    }
-
-    fn target(&self) -> Option<Target> {
-        Some(Target {
-            kind: self.kind.clone()?,
-            namespace: self.namespace().to_owned(),
-            name: self.name().to_owned(),
-            identity: self.identity(),
-        })
-    }
-}
-
-/// Prepares objects: normalised, owned, member-labelled, in apply order.
-pub(crate) fn prepare(objects: Vec<Object>, options: &ApplyOptions) -> Result<Vec<Item>, KubeError> {
-    let mut objects = objects;
-    objects::order(&mut objects).map_err(|e| KubeError::Input { problems: vec![e.to_string()] })?;
-    let id = options.inventory.as_ref().map(Inventory::id);
-    let mut items = Vec::with_capacity(objects.len());
-    for object in objects {
-        let mut value = object.value;
-        objects::normalize(&mut value);
-        objects::own(&mut value, &options.lab, &options.component);
-        if let Some(id) = &id
-            && let Some(labels) = value.pointer_mut("/metadata/labels").and_then(Value::as_object_mut)
-        {
-            labels.insert(PART_OF_LABEL.into(), Value::String(id.clone()));
-        }
-        let key =
-            objects::sort_key(&value, object.wave).map_err(|e| KubeError::Input { problems: vec![format!("{}: {e}", object.place)] })?;
-        items.push(Item { place: object.place, key, value, kind: None });
-    }
-    Ok(items)
-}
-
-/// Resolves every item that is not yet, and sets or checks its namespace; returns the
-/// items still not served. Problems with namespaces are all collected.
-pub(crate) async fn resolve(
-    discovery: &Discovery,
-    items: &mut [Item],
-    namespace: &str,
-    problems: &mut Vec<String>,
-) -> Result<Vec<usize>, KubeError> {
-    let mut unserved = Vec::new();
-    for (i, item) in items.iter_mut().enumerate() {
-        if item.kind.is_some() {
-            continue;
-        }
-        let Some(kind) = discovery.resolve(item.api_version(), item.kind_name()).await? else {
-            unserved.push(i);
-            continue;
-        };
-        let given = item.namespace().to_owned();
-        if kind.namespaced && given.is_empty() {
-            if let Some(metadata) = item.value.get_mut("metadata").and_then(Value::as_object_mut) {
-                metadata.insert("namespace".into(), Value::String(namespace.to_owned()));
-            }
-        } else if !kind.namespaced && !given.is_empty() {
-            problems.push(format!(
-                "{}: {} {} is cluster-scoped, but the object names namespace {given:?}; remove metadata.namespace",
-                item.place,
-                item.kind_name(),
-                item.name()
-            ));
-        }
-        item.key.namespace = item.namespace().to_owned();
-        item.kind = Some(kind);
-    }
-    Ok(unserved)
-}
-
-/// Duplicates after namespaces were defaulted (`a` without a namespace and `a` in
-/// `default` are the same object).
-fn duplicates(items: &[Item]) -> Vec<String> {
-    let mut seen: HashMap<Identity, &objects::Place> = HashMap::new();
-    let mut out = Vec::new();
-    for item in items.iter().filter(|i| i.kind.is_some()) {
-        let identity = item.identity();
-        if let Some(first) = seen.get(&identity) {
-            out.push(format!("{}: {identity} is given twice, first at {first}", item.place));
-        } else {
-            seen.insert(identity, &item.place);
-        }
-    }
-    out
-}
-
 impl Cluster {
     /// Applies `objects`; see the module docs. The `cache` is read and updated (keep it
     /// for the next run, also after an error); `progress` hears about each step.
@@ -349,7 +212,8 @@ impl Cluster {
         let deadline = started + options.timeout;
         let client = self.client();
         let server = self.server();
-        let mut items = prepare(objects, options)?;
+        let set_id = options.inventory.as_ref().map(Inventory::id);
+        let mut items = prepare(objects, &options.lab, &options.component, set_id.as_deref())?;
         let discovery = Discovery::new(client.clone(), server);
         // The cluster's uid, its discovery and the set's parent, all at once.
         let (uid, (), parent) = tokio::join!(self.cluster_uid(), discovery.prefetch(items.iter().map(Item::api_version)), async {
@@ -553,7 +417,7 @@ impl Cluster {
                     let after_rv = after.metadata.resource_version.clone().unwrap_or_default();
                     if !options.dry_run {
                         cache.record(&display, hash, &after_rv);
-                        settled.insert(display.clone(), (hash.clone(), crate::diff::as_value(after, item)));
+                        settled.insert(display.clone(), (hash.clone(), crate::live::as_value(after, item)));
                     }
                     let action = match before {
                         None => Action::Created,
@@ -604,36 +468,10 @@ impl Cluster {
             let display = item.display();
             let (Some((hash, after)), Some(now)) = (settled.get(&display), live.get(&item.identity())) else { continue };
             if without_status(after) == without_status(now) {
-                cache.record(&display, hash, crate::diff::resource_version(now));
+                cache.record(&display, hash, crate::live::resource_version(now));
             }
         }
         Ok(())
-    }
-
-    /// The `resourceVersion` of every live object of the items' kinds and namespaces:
-    /// one metadata LIST per kind and namespace.
-    pub(crate) async fn live_versions(&self, items: &[Item]) -> Result<HashMap<Identity, String>, KubeError> {
-        let answers: Vec<_> = stream::iter(
-            one_per_list(items, self.client()).map(|(item, api)| async move { (item, api.list_metadata(&ListParams::default()).await) }),
-        )
-        .buffer_unordered(DEFAULT_CONCURRENCY)
-        .collect()
-        .await;
-        let mut out = HashMap::new();
-        for (item, answer) in answers {
-            let list = answer.map_err(|e| KubeError::api("list live objects", self.server(), e))?;
-            let group = objects::api_group(item.api_version()).to_owned();
-            for meta in list.items {
-                let identity = Identity {
-                    group: group.clone(),
-                    kind: item.kind_name().to_owned(),
-                    namespace: meta.metadata.namespace.clone().unwrap_or_default(),
-                    name: meta.metadata.name.clone().unwrap_or_default(),
-                };
-                out.insert(identity, meta.metadata.resource_version.unwrap_or_default());
-            }
-        }
-        Ok(out)
     }
 
     /// Deletes the set's previous members the input no longer has.
@@ -707,16 +545,6 @@ impl Cluster {
         }
         Ok((pruned, kept))
     }
-}
-
-/// One item of each kind and namespace among `items`, with the API to list them.
-pub(crate) fn one_per_list<'a>(items: &'a [Item], client: &kube::Client) -> impl Iterator<Item = (&'a Item, Api<DynamicObject>)> {
-    let mut lists: BTreeMap<(&str, &str, &str), &Item> = BTreeMap::new();
-    for item in items.iter().filter(|i| i.kind.is_some()) {
-        lists.entry((item.api_version(), item.kind_name(), item.namespace())).or_insert(item);
-    }
-    let client = client.clone();
-    lists.into_values().filter_map(move |item| Some((item, item.api(&client)?)))
 }
 
 /// How a wave's kinds are waited for.

@@ -10,19 +10,21 @@
 //! `resourceVersion` match the [`ApplyCache`] is known to be in sync and costs no
 //! dry-run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt as _, stream};
 use idp_core::drift::{self, FieldDiff};
-use idp_core::objects::{Identity, Object};
-use kube::api::{DynamicObject, ListParams};
+use idp_core::objects::Object;
+use kube::api::DynamicObject;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::apply::{self, ApplyOptions, Item, explain};
+use crate::apply::{self, ApplyOptions, explain};
 use crate::cache::{self, ApplyCache};
 use crate::discovery::Discovery;
+use crate::item::{self, Item};
+use crate::live::{as_value, resource_version};
 use crate::{Cluster, KubeError};
 
 /// How long a diff's requests may take together.
@@ -78,12 +80,13 @@ impl Cluster {
         let deadline = Instant::now() + DIFF_TIMEOUT;
         let client = self.client();
         let server = self.server();
-        let mut items = apply::prepare(objects, options)?;
+        let set_id = options.inventory.as_ref().map(crate::Inventory::id);
+        let mut items = item::prepare(objects, &options.lab, &options.component, set_id.as_deref())?;
         let discovery = Discovery::new(client.clone(), server);
         let (uid, ()) = tokio::join!(self.cluster_uid(), discovery.prefetch(items.iter().map(Item::api_version)));
         cache.bind(&uid?);
         let mut problems = Vec::new();
-        apply::resolve(&discovery, &mut items, &options.namespace, &mut problems).await?;
+        item::resolve(&discovery, &mut items, &options.namespace, &mut problems).await?;
         if !problems.is_empty() {
             return Err(KubeError::Input { problems });
         }
@@ -158,44 +161,6 @@ impl Cluster {
         report.drifted = items.iter().filter_map(|i| drifted.remove(&i.display())).collect();
         Ok(report)
     }
-
-    /// Every live object of the items' kinds and namespaces: one LIST per kind and
-    /// namespace.
-    pub(crate) async fn live_objects(&self, items: &[Item]) -> Result<HashMap<Identity, Value>, KubeError> {
-        let requests = apply::one_per_list(items, self.client());
-        let answers: Vec<_> = stream::iter(requests.map(|(item, api)| async move { (item, api.list(&ListParams::default()).await) }))
-            .buffer_unordered(apply::DEFAULT_CONCURRENCY)
-            .collect()
-            .await;
-        let mut out = HashMap::new();
-        for (item, answer) in answers {
-            let list = answer.map_err(|e| KubeError::api("list live objects", self.server(), e))?;
-            for object in list.items {
-                let identity = Identity {
-                    group: idp_core::objects::api_group(item.api_version()).to_owned(),
-                    kind: item.kind_name().to_owned(),
-                    namespace: object.metadata.namespace.clone().unwrap_or_default(),
-                    name: object.metadata.name.clone().unwrap_or_default(),
-                };
-                out.insert(identity, as_value(object, item));
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// A listed object as JSON, with the `apiVersion` and `kind` a LIST leaves out of items.
-pub(crate) fn as_value(object: DynamicObject, item: &Item) -> Value {
-    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
-    if let Some(map) = value.as_object_mut() {
-        map.insert("apiVersion".into(), Value::String(item.api_version().to_owned()));
-        map.insert("kind".into(), Value::String(item.kind_name().to_owned()));
-    }
-    value
-}
-
-pub(crate) fn resource_version(value: &Value) -> &str {
-    value.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default()
 }
 
 /// A server-side-apply dry-run of one item, as JSON.

@@ -20,7 +20,9 @@ mod diff;
 mod discovery;
 mod error;
 pub mod inventory;
+mod item;
 pub mod kubeconfig;
+mod live;
 mod lock;
 mod wait;
 
