@@ -5,7 +5,8 @@
 
 use bollard::Docker;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
-use idp_test::docker::{download_file, testnode_image};
+use idp_test::docker::download_file;
+use idp_test::testnode_image;
 use idp_test::{DockerScope, IsolatedEnv, Need, require};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::io::Read as _;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,17 +14,13 @@ use bollard::query_parameters::{
     ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
 };
 use futures::{StreamExt as _, TryStreamExt as _};
-use tokio::sync::OnceCell;
 
 use crate::poll::{Attempt, poll_until};
-use crate::testbed::testbed;
 
 /// The label every object a [`DockerScope`] creates carries; its value is the scope's run id.
 pub const TEST_LABEL: &str = "idp-lab.test";
 /// How long connecting and negotiating with the daemon may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long building or loading the stand-in image may take (it may compile the stand-in).
-const IMAGE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Connects to the local Docker daemon (`DOCKER_HOST` or `/var/run/docker.sock`), negotiates
 /// the API version down to what the daemon speaks (20.10 speaks 1.41; bollard would send 1.53
@@ -38,58 +33,6 @@ pub async fn connect() -> anyhow::Result<Docker> {
         anyhow::Ok(docker)
     };
     tokio::time::timeout(CONNECT_TIMEOUT, connecting).await.map_err(|_| anyhow!("Docker did not answer within {CONNECT_TIMEOUT:?}"))?
-}
-
-/// The stand-in node image reference (`idp-lab/testnode:<tag>`), built or loaded by
-/// `e2e/testbed/testnode-image.sh` once per test process; later calls return the cached
-/// result, including a cached failure.
-pub async fn testnode_image() -> anyhow::Result<String> {
-    static IMAGE: OnceCell<Result<String, String>> = OnceCell::const_new();
-    IMAGE.get_or_init(|| async { prebuilt_or_build().await.map_err(|e| format!("{e:#}")) }).await.clone().map_err(|e| anyhow!(e))
-}
-
-/// The image named by `IDP_LAB_TESTNODE_IMAGE` (set by `e2e/test.sh`, which builds it once
-/// before the test processes start) when Docker has it; else a build.
-async fn prebuilt_or_build() -> anyhow::Result<String> {
-    if let Ok(image) = std::env::var(TESTNODE_IMAGE_ENV)
-        && !image.is_empty()
-        && connect().await?.inspect_image(&image).await.is_ok()
-    {
-        return Ok(image);
-    }
-    build_testnode_image().await
-}
-
-/// The environment variable naming a prebuilt stand-in image.
-pub const TESTNODE_IMAGE_ENV: &str = "IDP_LAB_TESTNODE_IMAGE";
-
-async fn build_testnode_image() -> anyhow::Result<String> {
-    let script = testbed().script("testnode-image.sh");
-    ensure!(script.is_file(), "{} does not exist", script.display());
-    let run = tokio::process::Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(IMAGE_TIMEOUT, run)
-        .await
-        .map_err(|_| anyhow!("{} took longer than {IMAGE_TIMEOUT:?}", script.display()))?
-        .with_context(|| format!("failed to run {}", script.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure!(out.status.success(), "{} failed ({}):\n{}", script.display(), out.status, tail(&stderr, 30));
-    let image = stdout
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .with_context(|| format!("{} printed no image reference", script.display()))?
-        .to_string();
-    let docker = connect().await?;
-    docker.inspect_image(&image).await.with_context(|| format!("{} printed {image:?}, which Docker does not know", script.display()))?;
-    Ok(image)
 }
 
 /// Labels and names the Docker objects of one test, and removes them all again.
@@ -436,7 +379,7 @@ fn unique_run_id() -> String {
     format!("{}-{:x}{:08x}-{}", std::process::id(), secs % 0x10_0000, nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -2,7 +2,7 @@
 //!
 //! Everything here runs the real thing: a throwaway Kubernetes control plane built from
 //! Debian's sources ([`ControlPlane`]), the real Docker daemon ([`DockerScope`]) and the
-//! stand-in k3s node image ([`docker::testnode_image`]). Tests whose dependencies are missing
+//! stand-in k3s node image ([`testnode_image`]). Tests whose dependencies are missing
 //! skip loudly on a laptop and fail in CI ([`require!`], see [`testbed`](mod@testbed)).
 //!
 //! ```no_run
@@ -32,4 +32,4 @@ pub use crds::{InstalledCrds, install_crd_fixtures};
 pub use docker::{DockerScope, Leftovers};
 pub use env::IsolatedEnv;
 pub use samples::sample_custom_resources;
-pub use testbed::{Need, Testbed, testbed};
+pub use testbed::{Need, Testbed, testbed, testnode_image};

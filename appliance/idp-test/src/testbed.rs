@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use anyhow::{Context as _, anyhow, ensure};
+use tokio::sync::OnceCell;
+
 /// Environment variable overriding the test-bed cache (default `$HOME/.cache/idp-lab-testbed`).
 pub const TESTBED_ENV: &str = "IDP_LAB_TESTBED";
 /// Environment variable overriding the shared fixtures directory (default `<repo>/../shared`).
@@ -156,7 +159,7 @@ impl Testbed {
                 if let Some(reason) = Box::pin(self.missing(Need::Docker)).await {
                     return Some(reason);
                 }
-                crate::docker::testnode_image().await.err().map(|e| format!("not available: {e:#}"))
+                testnode_image().await.err().map(|e| format!("not available: {e:#}"))
             }
             Need::SharedFixtures => {
                 let dir = self.crd_fixtures_dir();
@@ -296,6 +299,61 @@ macro_rules! require {
             ::std::option::Option::None => return,
         }
     };
+}
+
+/// How long building or loading the stand-in image may take (it may compile the stand-in).
+const IMAGE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The stand-in node image reference (`idp-lab/testnode:<tag>`), built or loaded by
+/// `e2e/testbed/testnode-image.sh` once per test process; later calls return the cached
+/// result, including a cached failure.
+pub async fn testnode_image() -> anyhow::Result<String> {
+    static IMAGE: OnceCell<Result<String, String>> = OnceCell::const_new();
+    IMAGE.get_or_init(|| async { prebuilt_or_build().await.map_err(|e| format!("{e:#}")) }).await.clone().map_err(|e| anyhow!(e))
+}
+
+/// The image named by `IDP_LAB_TESTNODE_IMAGE` (set by `e2e/test.sh`, which builds it once
+/// before the test processes start) when Docker has it; else a build.
+async fn prebuilt_or_build() -> anyhow::Result<String> {
+    if let Ok(image) = std::env::var(TESTNODE_IMAGE_ENV)
+        && !image.is_empty()
+        && crate::docker::connect().await?.inspect_image(&image).await.is_ok()
+    {
+        return Ok(image);
+    }
+    build_testnode_image().await
+}
+
+/// The environment variable naming a prebuilt stand-in image.
+pub const TESTNODE_IMAGE_ENV: &str = "IDP_LAB_TESTNODE_IMAGE";
+
+async fn build_testnode_image() -> anyhow::Result<String> {
+    let script = testbed().script("testnode-image.sh");
+    ensure!(script.is_file(), "{} does not exist", script.display());
+    let run = tokio::process::Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(IMAGE_TIMEOUT, run)
+        .await
+        .map_err(|_| anyhow!("{} took longer than {IMAGE_TIMEOUT:?}", script.display()))?
+        .with_context(|| format!("failed to run {}", script.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "{} failed ({}):\n{}", script.display(), out.status, crate::docker::tail(&stderr, 30));
+    let image = stdout
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .with_context(|| format!("{} printed no image reference", script.display()))?
+        .to_string();
+    let docker = crate::docker::connect().await?;
+    docker.inspect_image(&image).await.with_context(|| format!("{} printed {image:?}, which Docker does not know", script.display()))?;
+    Ok(image)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::config::ConfigFiles;
 pub use crate::flags::Flags;
 use crate::flags::{self, Command};
-use crate::node::{self, Taint};
+use crate::labels::{self, Taint};
 
 /// Which k3s subcommand runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -181,7 +181,7 @@ impl Settings {
             .or_else(|| env("K3S_NODE_NAME"))
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| hostname.to_lowercase());
-        if !node::is_dns_subdomain(&node_name) {
+        if !labels::is_dns_subdomain(&node_name) {
             return Err(invalid("node-name", &node_name, "a node name must be a lowercase RFC 1123 subdomain"));
         }
 
@@ -220,11 +220,11 @@ impl Settings {
 
         let node_labels = list(flags, "node-label")
             .iter()
-            .map(|l| node::parse_label(l).map_err(|e| invalid("node-label", l, e)))
+            .map(|l| labels::parse_label(l).map_err(|e| invalid("node-label", l, e)))
             .collect::<Result<Vec<_>, _>>()?;
         let node_taints = list(flags, "node-taint")
             .iter()
-            .map(|t| node::parse_taint(t).map_err(|e| invalid("node-taint", t, e)))
+            .map(|t| labels::parse_taint(t).map_err(|e| invalid("node-taint", t, e)))
             .collect::<Result<Vec<_>, _>>()?;
 
         let parse_ips = |flag: &'static str| -> Result<Vec<IpAddr>, SettingsError> {

@@ -29,6 +29,7 @@ mod config;
 mod files;
 mod flags;
 mod host;
+mod labels;
 mod manifests;
 mod node;
 mod pki;

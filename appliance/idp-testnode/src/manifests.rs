@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::node::is_dns_subdomain;
+use crate::labels::is_dns_subdomain;
 
 /// How often the directory is rescanned.
 const SCAN: Duration = Duration::from_secs(5);

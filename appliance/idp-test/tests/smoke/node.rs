@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding};
-use idp_test::docker::{container_log, download_file, leftovers_of, published_port, testnode_image, wait_for_exit, wait_for_log};
+use idp_test::docker::{container_log, download_file, leftovers_of, published_port, wait_for_exit, wait_for_log};
 use idp_test::poll::{Attempt, poll_until};
+use idp_test::testnode_image;
 use idp_test::{DockerScope, Need, kubeconfig, require};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
