@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::{StreamExt as _, stream};
 use idp_core::objects::{self, Identity};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DynamicObject, ListParams};
 use serde_json::Value;
@@ -28,15 +29,8 @@ impl Cluster {
         let mut out = HashMap::new();
         for (item, answer) in answers {
             let list = answer.map_err(|e| KubeError::api("list live objects", self.server(), e))?;
-            let group = objects::api_group(item.api_version()).to_owned();
             for meta in list.items {
-                let identity = Identity {
-                    group: group.clone(),
-                    kind: item.kind_name().to_owned(),
-                    namespace: meta.metadata.namespace.clone().unwrap_or_default(),
-                    name: meta.metadata.name.clone().unwrap_or_default(),
-                };
-                out.insert(identity, meta.metadata.resource_version.unwrap_or_default());
+                out.insert(listed(item, &meta.metadata), meta.metadata.resource_version.unwrap_or_default());
             }
         }
         Ok(out)
@@ -54,16 +48,20 @@ impl Cluster {
         for (item, answer) in answers {
             let list = answer.map_err(|e| KubeError::api("list live objects", self.server(), e))?;
             for object in list.items {
-                let identity = Identity {
-                    group: idp_core::objects::api_group(item.api_version()).to_owned(),
-                    kind: item.kind_name().to_owned(),
-                    namespace: object.metadata.namespace.clone().unwrap_or_default(),
-                    name: object.metadata.name.clone().unwrap_or_default(),
-                };
-                out.insert(identity, as_value(object, item));
+                out.insert(listed(item, &object.metadata), as_value(object, item));
             }
         }
         Ok(out)
+    }
+}
+
+/// The identity of a listed object of `item`'s kind.
+fn listed(item: &Item, metadata: &ObjectMeta) -> Identity {
+    Identity {
+        group: objects::api_group(item.api_version()).to_owned(),
+        kind: item.kind_name().to_owned(),
+        namespace: metadata.namespace.clone().unwrap_or_default(),
+        name: metadata.name.clone().unwrap_or_default(),
     }
 }
 

@@ -5,10 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use idp_core::catalogue::Catalogue;
 use idp_core::objects::{self, Object};
-use idp_core::profiles::{self, Inputs};
-use idp_core::render::{self, Item, Vars};
+use idp_core::render::Item;
 use idp_kube::{Action, ApplyCache, ApplyOptions, ApplyReport, Cluster, Inventory, KubeError, Progress};
 use idp_test::crds::{control_plane_with_crd_fixtures, downlevel_crd_fixtures};
 use idp_test::{ControlPlane, Need, require};
@@ -324,14 +322,8 @@ async fn every_profile_renders_and_applies() {
     let _testbed = require!(Need::KubeBinaries, Need::SharedFixtures, Need::PythonYaml);
     let (cp, _) = control_plane_with_crd_fixtures().await.expect("a control plane with the CRD fixtures");
     let cluster = connect(&cp).await;
-    let catalogue = Catalogue::load().expect("the catalogue loads");
     let (mut applied, mut references) = (0, 0);
-    for profile in profiles::names() {
-        let inputs = Inputs { profile_flag: Some(&profile), ..Inputs::default() };
-        let config = profiles::resolve(&inputs, &catalogue.chart_components()).expect("the profile resolves");
-        let settings = idp_core::settings::resolve(&config, &idp_core::settings::Probes::default()).expect("settings");
-        let vars = Vars::new(&config, &settings.network);
-        let rendered = render::render(&config, &catalogue, &vars).expect("renders");
+    for (profile, rendered) in idp_test::render::every_profile().expect("every profile renders") {
         references += rendered.components.iter().flat_map(|c| &c.items).filter(|i| matches!(i, Item::Reference { .. })).count();
         let objects = Object::from_rendered(&rendered);
         let mut by_component: Vec<(String, Vec<Object>)> = Vec::new();

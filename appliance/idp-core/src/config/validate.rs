@@ -245,43 +245,36 @@ impl<'a> Checker<'a> {
         self.strings(path, item).map(|v| json!(v))
     }
 
-    fn taints(&mut self, path: &str, item: &Item) -> Option<Value> {
-        let taints = self.strings(path, item)?;
+    /// A list of strings whose every entry `problem` accepts (`None`) or explains, as
+    /// the message and a hint; each bad entry is reported at its own position.
+    fn checked_list(&mut self, path: &str, item: &Item, problem: impl Fn(&str) -> Option<(String, Option<String>)>) -> Option<Value> {
+        let entries = self.strings(path, item)?;
         let spans: Vec<Option<Range<usize>>> = item.as_array().map(|a| a.iter().map(toml_edit::Value::span).collect()).unwrap_or_default();
         let mut ok = true;
-        for (i, t) in taints.iter().enumerate() {
-            if !is_taint(t) {
+        for (i, entry) in entries.iter().enumerate() {
+            if let Some((message, hint)) = problem(entry) {
                 let span = spans.get(i).cloned().flatten().or_else(|| item.span());
-                self.report(
-                    span,
-                    &format!("{path}[{i}]"),
-                    format!("expected a taint \"key=value:Effect\" (Effect: NoSchedule, PreferNoSchedule or NoExecute), found \"{t}\""),
-                    None,
-                );
+                self.report(span, &format!("{path}[{i}]"), message, hint);
                 ok = false;
             }
         }
-        ok.then(|| json!(taints))
+        ok.then(|| json!(entries))
+    }
+
+    fn taints(&mut self, path: &str, item: &Item) -> Option<Value> {
+        self.checked_list(path, item, |t| {
+            (!is_taint(t)).then(|| {
+                (format!("expected a taint \"key=value:Effect\" (Effect: NoSchedule, PreferNoSchedule or NoExecute), found \"{t}\""), None)
+            })
+        })
     }
 
     fn resolvers(&mut self, path: &str, item: &Item) -> Option<Value> {
-        let resolvers = self.strings(path, item)?;
-        let spans: Vec<Option<Range<usize>>> = item.as_array().map(|a| a.iter().map(toml_edit::Value::span).collect()).unwrap_or_default();
-        let mut ok = true;
-        for (i, r) in resolvers.iter().enumerate() {
-            if parse_resolver(r).is_none() {
-                let span = spans.get(i).cloned().flatten().or_else(|| item.span());
-                let hint = resolver_hint(r);
-                self.report(
-                    span,
-                    &format!("{path}[{i}]"),
-                    format!("expected a resolver address \"ip\" or \"ip:port\" (\"[ip]:port\" for IPv6), found \"{r}\""),
-                    hint,
-                );
-                ok = false;
-            }
-        }
-        ok.then(|| json!(resolvers))
+        self.checked_list(path, item, |r| {
+            parse_resolver(r).is_none().then(|| {
+                (format!("expected a resolver address \"ip\" or \"ip:port\" (\"[ip]:port\" for IPv6), found \"{r}\""), resolver_hint(r))
+            })
+        })
     }
 
     fn pools(&mut self, path: &str, item: &Item) -> Option<Value> {

@@ -3,9 +3,6 @@
 
 use std::time::Instant;
 
-use idp_core::catalogue::Catalogue;
-use idp_core::profiles::{self, Inputs};
-use idp_core::render::{self, Vars};
 use idp_test::crds::control_plane_with_crd_fixtures;
 use idp_test::{Need, require};
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
@@ -21,18 +18,12 @@ async fn every_rendered_object_passes_a_server_side_dry_run() {
     let (cp, _) = control_plane_with_crd_fixtures().await.expect("a control plane with the CRD fixtures");
     took("control plane with CRD fixtures", start);
 
-    let catalogue = Catalogue::load().expect("the catalogue loads");
     let client = cp.client();
     let apply = PatchParams::apply("idp-lab").force();
     let dry_run = PatchParams::apply("idp-lab").force().dry_run();
     let mut failures = Vec::new();
     let mut checked = 0;
-    for profile in profiles::names() {
-        let inputs = Inputs { profile_flag: Some(&profile), ..Inputs::default() };
-        let config = profiles::resolve(&inputs, &catalogue.chart_components()).expect("the profile resolves");
-        let settings = idp_core::settings::resolve(&config, &idp_core::settings::Probes::default()).expect("settings");
-        let vars = Vars::new(&config, &settings.network);
-        let rendered = render::render(&config, &catalogue, &vars).expect("renders");
+    for (profile, rendered) in idp_test::render::every_profile().expect("every profile renders") {
         // Namespaced objects need their namespace to exist, even for a dry run: apply the
         // rendered Namespaces for real first (this cluster is thrown away).
         let mut objects: Vec<&Value> = rendered.objects().map(|(_, o)| o).collect();
