@@ -289,3 +289,22 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn only_an_autoscaling_hpa_loses_duplicate_and_empty_metrics() {
+    let metric = json!({"type": "Resource", "resource": {"name": "cpu"}});
+    let with = |api_version: &str, kind: &str| json!({"apiVersion": api_version, "kind": kind, "spec": {"metrics": [metric.clone(), metric.clone(), {}]}});
+    assert_eq!(normalized(&with("autoscaling/v2", "HorizontalPodAutoscaler"))["spec"]["metrics"], json!([metric.clone()]));
+    // The same kind name in another group, or another kind of the group: untouched.
+    let untouched = json!([metric.clone(), metric.clone(), null]);
+    assert_eq!(normalized(&with("example.com/v1", "HorizontalPodAutoscaler"))["spec"]["metrics"], untouched);
+    assert_eq!(normalized(&with("autoscaling/v1", "Scale"))["spec"]["metrics"], untouched);
+}
+
+#[test]
+fn keys_that_are_not_plain_words_are_quoted_in_paths() {
+    let cm = |key: &str, value: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {key: value}});
+    for (key, path) in [("9lives", "data[\"9lives\"]"), ("_x", "data._x"), ("a-b_c1", "data.a-b_c1"), ("a.b", "data[\"a.b\"]")] {
+        assert_eq!(paths(&drift(&cm(key, "1"), &cm(key, "2"), &[])), [path], "{key}");
+    }
+}
