@@ -223,6 +223,11 @@ fn unified_separates_distant_changes_into_hunks() {
     // Two changes close together are one hunk.
     let text = unified(&many(&[10, 14]), &many(&[]));
     assert_eq!(text.matches("@@ -").count(), 1, "{text}");
+    // As `diff -u` does: 6 unchanged lines between (3 of context each) still join, 7 do not.
+    let text = unified(&many(&[10, 17]), &many(&[]));
+    assert_eq!(text.matches("@@ -").count(), 1, "6 lines apart: {text}");
+    let text = unified(&many(&[10, 18]), &many(&[]));
+    assert_eq!(text.matches("@@ -").count(), 2, "7 lines apart: {text}");
 }
 
 #[test]
