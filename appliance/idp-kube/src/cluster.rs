@@ -88,7 +88,6 @@ impl Cluster {
     }
 
     /// The client, for the rest of this crate.
-    #[allow(dead_code)]
     pub(crate) fn client(&self) -> &kube::Client {
         &self.client
     }

@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use kube::api::DynamicObject;
 use kube::discovery::ApiResource;
+use serde_json::Value;
 
 use crate::KubeError;
 
@@ -133,4 +135,15 @@ impl Discovery {
         }
         Ok(kinds)
     }
+}
+
+/// An object of `resource` as JSON, with the `apiVersion` and `kind` that list items and
+/// watch events leave out (the readiness verdicts and the drift rules dispatch on them);
+/// `None` for an object that is not a JSON mapping.
+pub(crate) fn object_value(object: &DynamicObject, resource: &ApiResource) -> Option<Value> {
+    let mut value = serde_json::to_value(object).ok()?;
+    let map = value.as_object_mut()?;
+    map.insert("apiVersion".to_owned(), Value::String(resource.api_version.clone()));
+    map.insert("kind".to_owned(), Value::String(resource.kind.clone()));
+    Some(value)
 }

@@ -77,14 +77,10 @@ pub(crate) fn one_per_list<'a>(items: &'a [Item], client: &kube::Client) -> impl
 
 /// A listed object as JSON, with the `apiVersion` and `kind` a LIST leaves out of items.
 pub(crate) fn as_value(object: DynamicObject, item: &Item) -> Value {
-    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
-    if let Some(map) = value.as_object_mut() {
-        map.insert("apiVersion".into(), Value::String(item.api_version().to_owned()));
-        map.insert("kind".into(), Value::String(item.kind_name().to_owned()));
-    }
-    value
+    item.kind.as_ref().and_then(|kind| crate::discovery::object_value(&object, &kind.resource)).unwrap_or(Value::Null)
 }
 
+/// The `resourceVersion` of an object as JSON; empty when it has none.
 pub(crate) fn resource_version(value: &Value) -> &str {
     value.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default()
 }

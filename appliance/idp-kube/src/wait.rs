@@ -325,16 +325,10 @@ impl Seen {
 /// are set from the watched resource.
 fn to_value(obj: DynamicObject, resource: &ApiResource) -> Option<((String, String), Value)> {
     let key = (obj.metadata.namespace.clone().unwrap_or_default(), obj.metadata.name.clone().unwrap_or_default());
-    let mut value = match serde_json::to_value(&obj) {
-        Ok(value) => value,
-        Err(e) => {
-            tracing::debug!(object = ?key, error = %e, "object not representable as JSON; ignored");
-            return None;
-        }
+    let Some(value) = crate::discovery::object_value(&obj, resource) else {
+        tracing::debug!(object = ?key, "object not representable as a JSON mapping; ignored");
+        return None;
     };
-    let map = value.as_object_mut()?;
-    map.insert("apiVersion".to_owned(), Value::String(resource.api_version.clone()));
-    map.insert("kind".to_owned(), Value::String(resource.kind.clone()));
     Some((key, value))
 }
 
