@@ -313,3 +313,24 @@ fn keys_that_are_not_plain_words_are_quoted_in_paths() {
         assert_eq!(paths(&drift(&cm(key, "1"), &cm(key, "2"), &[])), [path], "{key}");
     }
 }
+
+#[test]
+fn a_change_too_large_to_align_is_shown_removed_then_added() {
+    // 2 100 changed lines a side are more cells than `unified` aligns: the region is shown
+    // whole, every old line removed and then every new line added, even the lines both
+    // sides share (which an alignment would keep as context).
+    let cm = |odd: &str| {
+        let data: serde_json::Map<String, Value> =
+            (0..2101).map(|i| (format!("k{i:04}"), json!(if i % 2 == 1 { format!("{odd}{i}") } else { format!("same{i}") }))).collect();
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "data": data})
+    };
+    let text = unified(&cm("new"), &cm("old"));
+    let removed: Vec<&str> = text.lines().filter(|l| l.starts_with('-') && !l.starts_with("---")).collect();
+    let added: Vec<&str> = text.lines().filter(|l| l.starts_with('+') && !l.starts_with("+++")).collect();
+    assert_eq!((removed.len(), added.len()), (2099, 2099), "shared lines inside the region are not aligned");
+    assert_eq!((removed[0], removed[1], removed[2098]), ("-  k0001: old1", "-  k0002: same2", "-  k2099: old2099"));
+    assert_eq!((added[0], added[2098]), ("+  k0001: new1", "+  k2099: new2099"));
+    let first_added = text.lines().position(|l| l == added[0]).expect("added");
+    let last_removed = text.lines().position(|l| l == removed[2098]).expect("removed");
+    assert!(last_removed < first_added, "all removed before all added");
+}
