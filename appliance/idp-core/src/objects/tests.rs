@@ -648,6 +648,10 @@ fn the_rendered_catalogue_orders_definitions_first() {
     // With the catalogue's waves: stages first, then waves within each stage.
     let mut objects = Object::from_rendered(&rendered);
     assert_eq!(objects.len(), rendered.objects().count());
+    // Documents count from 1 within each component.
+    let first = &objects[0];
+    let same_component: Vec<usize> = objects.iter().filter(|o| o.place.source == first.place.source).map(|o| o.place.document).collect();
+    assert_eq!(same_component, (1..=same_component.len()).collect::<Vec<_>>(), "{}", first.place.source);
     order(&mut objects).expect("orders");
     let keys: Vec<SortKey> = objects.iter().map(|o| sort_key(&o.value, o.wave).expect("key")).collect();
     assert!(keys.is_sorted());
