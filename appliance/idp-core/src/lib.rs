@@ -13,5 +13,6 @@ pub mod objects;
 pub mod profiles;
 pub mod readiness;
 pub mod render;
+pub mod routes;
 pub mod settings;
 pub mod yaml;
