@@ -12,6 +12,8 @@
 //!   discovery that survives the CRD race, readiness over watches, and an in-cluster
 //!   [`Inventory`] with prune) and [`Cluster::diff`], both sparing an unchanged cluster
 //!   its requests through the [`ApplyCache`].
+//! * The lab's routes: [`Cluster::watch_routes`] (HTTPRoutes and their health, as a
+//!   stream of [`RouteSnapshot`]s) and [`Cluster::routes`].
 
 mod apply;
 mod cache;
@@ -24,6 +26,7 @@ mod item;
 pub mod kubeconfig;
 mod live;
 mod lock;
+mod routes;
 mod wait;
 
 pub use apply::{Action, Applied, ApplyOptions, ApplyReport, DEFAULT_CONCURRENCY, FIELD_MANAGER, Progress};
@@ -32,3 +35,4 @@ pub use cluster::Cluster;
 pub use diff::{DiffReport, Field, ObjectDiff};
 pub use error::{Cause, KubeError};
 pub use inventory::Inventory;
+pub use routes::RouteSnapshot;
