@@ -149,4 +149,12 @@ pub enum EdgeError {
         /// What hickory said.
         reason: String,
     },
+    /// The entry's TLS setup failed (a certificate or key rustls refuses).
+    #[error("failed to set up TLS: {what}: {reason}")]
+    Tls {
+        /// What was being set up.
+        what: &'static str,
+        /// What rustls said.
+        reason: String,
+    },
 }
