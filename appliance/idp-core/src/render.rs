@@ -21,13 +21,14 @@ pub const HELMCHART_NAMESPACE: &str = "kube-system";
 pub struct Vars(BTreeMap<&'static str, String>);
 
 impl Vars {
-    /// The variables of a lab: its name, its DNS suffix, its HTTPS port (for URLs) and
-    /// the Gateway's node ports.
+    /// The variables of a lab: its name, its DNS suffix (also escaped for a regular
+    /// expression), its HTTPS port (for URLs) and the Gateway's node ports.
     pub fn new(config: &Config, network: &NetworkSettings) -> Vars {
         let mut v = BTreeMap::new();
         let https_port = network.ports.https;
         v.insert("LAB_NAME", config.lab.name.clone());
         v.insert("DNS_SUFFIX", network.dns_suffix.clone());
+        v.insert("DNS_SUFFIX_REGEX", regex_escape(&network.dns_suffix));
         v.insert("URL_PORT", if https_port == 443 { String::new() } else { format!(":{https_port}") });
         v.insert("HTTP_NODEPORT", network.http_nodeport.to_string());
         v.insert("HTTPS_NODEPORT", network.https_nodeport.to_string());
@@ -67,6 +68,19 @@ impl Vars {
         out.push_str(rest);
         Ok(out)
     }
+}
+
+/// `text` with every regular-expression metacharacter escaped (RE2/Go syntax, as
+/// CoreDNS' `rewrite name regex` reads it): a DNS suffix's dots match only dots.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn line_of(text: &str, rest: &str, start: usize) -> usize {
@@ -328,6 +342,63 @@ mod tests {
         let e = v.substitute("a\nb ${NOPE}").expect_err("unknown variable");
         assert!(e.starts_with("line 2: unknown variable ${NOPE}"), "{e}");
         assert!(v.substitute("${DNS_SUFFIX").is_err());
+    }
+
+    #[test]
+    fn the_suffix_regex_escapes_every_metacharacter() {
+        assert_eq!(regex_escape("127-0-0-1.nip.io"), r"127-0-0-1\.nip\.io");
+        assert_eq!(regex_escape(r"a.b*c+d?e(f)g|h[i]j{k}l^m$n\o"), r"a\.b\*c\+d\?e\(f\)g\|h\[i\]j\{k\}l\^m\$n\\o");
+        assert_eq!(regex_escape("lab-1"), "lab-1");
+    }
+
+    /// The profile's render with `env` set, and its `coredns-custom` ConfigMap.
+    fn coredns_custom(profile: Option<&str>, env: &[(&str, &str)]) -> Value {
+        let catalogue = Catalogue::load().expect("the embedded catalogue loads");
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let inputs = crate::profiles::Inputs { profile_flag: profile, env, ..Default::default() };
+        let config = crate::profiles::resolve(&inputs, &catalogue.chart_components()).expect("the profile resolves");
+        let settings = crate::settings::resolve(&config, &crate::settings::Probes::default()).expect("settings");
+        let vars = Vars::new(&config, &settings.network);
+        let rendered = render(&config, &catalogue, &vars).expect("renders");
+        let found: Vec<(&str, &Value)> =
+            rendered.objects().filter(|(_, o)| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "coredns-custom").collect();
+        assert_eq!(found.len(), 1, "exactly one coredns-custom ConfigMap");
+        let (component, cm) = found[0];
+        assert_eq!(component, "gateway");
+        assert_eq!((&cm["apiVersion"], &cm["metadata"]["namespace"]), (&json!("v1"), &json!("kube-system")));
+        cm.clone()
+    }
+
+    /// The Corefile fragment k3s' CoreDNS imports inside `.:53`: one `rewrite` line per
+    /// name form (every `*.<suffix>` name, the bare suffix), both to the Gateway's Service.
+    fn assert_rewrites_to_the_gateway(cm: &Value, suffix: &str, escaped: &str) {
+        let data = cm["data"].as_object().expect("data");
+        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["idp-suffix.override"], "one .override key, no .server key");
+        let fragment = data["idp-suffix.override"].as_str().expect("a string");
+        assert!(!fragment.contains(['{', '}']), "a plain directive list, no blocks or {{$ENV}}: {fragment}");
+        assert!(!fragment.contains('"'), "no quoting needed: {fragment}");
+        let lines: Vec<Vec<&str>> = fragment.lines().filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect()).collect();
+        let service = "cilium-gateway-idp-gateway.kube-system.svc.cluster.local.";
+        let wildcard = format!(r"^(.+)\.{escaped}\.$");
+        let bare = format!("{suffix}.");
+        let expected: Vec<Vec<&str>> = vec![
+            vec!["rewrite", "stop", "name", "regex", &wildcard, service, "answer", "auto"],
+            vec!["rewrite", "stop", "name", "exact", &bare, service],
+        ];
+        assert_eq!(lines, expected, "{fragment}");
+    }
+
+    #[test]
+    fn coredns_sends_the_default_suffix_to_the_gateway() {
+        let cm = coredns_custom(None, &[]);
+        assert_rewrites_to_the_gateway(&cm, "127-0-0-1.nip.io", r"127-0-0-1\.nip\.io");
+    }
+
+    #[test]
+    fn coredns_sends_a_custom_suffix_to_the_gateway() {
+        let cm = coredns_custom(Some("minimal"), &[("IDP_LAB_NETWORK_DNS_SUFFIX", "idp.lab")]);
+        assert_rewrites_to_the_gateway(&cm, "idp.lab", r"idp\.lab");
     }
 
     #[test]
