@@ -5,6 +5,7 @@
 pub mod facts;
 pub mod net;
 pub mod ports;
+pub mod resolver;
 pub mod trust;
 
 #[cfg(test)]
