@@ -94,6 +94,15 @@ pub enum Command {
     /// The lab CA: print it, or add it to and remove it from the host's trust stores.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Run the lab daemon in the foreground: the HTTPS entry, its HTTP redirect and the DNS answer (`up` starts it detached).
+    Serve(ServeArgs),
+    /// Point the host's resolver at the lab's DNS answer for the lab's suffix only, or stop doing so.
+    #[command(subcommand)]
+    Dns(DnsCommand),
+    /// List every route of the lab (HTTPRoutes) with its URL and health.
+    Urls(LabArgs),
+    /// Open a service of the lab (or its landing page) in the browser.
+    Open(OpenArgs),
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -307,6 +316,55 @@ pub enum TrustCommand {
     Uninstall(TrustArgs),
     /// Where the lab CA is trusted.
     Status(TrustArgs),
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The lab.
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// Pass the HTTPS entry through to these addresses instead of the Gateway's loopback ports (repeatable; for debugging and benchmarks).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub gateway: Vec<std::net::SocketAddr>,
+    /// Run in a new session with JSON logs, as `up` starts it (its output goes to the lab's daemon.log).
+    #[arg(long, hide = true)]
+    pub detach: bool,
+}
+
+/// `dns` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// Send the lab's suffix (only) to the lab's DNS answer: systemd-resolved, NetworkManager's dnsmasq, or macOS /etc/resolver.
+    Setup(DnsArgs),
+    /// Remove what `dns setup` wrote for the lab (`down` does this too).
+    Teardown(DnsArgs),
+    /// Where the host's resolvers send the lab's suffix.
+    Status(DnsArgs),
+}
+
+/// `dns setup|teardown|status` options.
+#[derive(Debug, Args)]
+pub struct DnsArgs {
+    /// The lab.
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// The file-system root the resolver configuration lives under (tests use a temporary one; nothing is reloaded then).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+/// `open` options.
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// The lab.
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// The service, the first label of its hostname (`argocd`); none opens the landing page.
+    pub service: Option<String>,
+    /// Print the URL instead of starting a browser.
+    #[arg(long)]
+    pub print: bool,
 }
 
 /// `trust install|uninstall|status` options.

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod context;
+mod daemon;
 mod exit;
 mod lab;
 mod logging;
@@ -17,7 +18,13 @@ fn main() -> ExitCode {
     // One crypto provider for every TLS user in the process (kube, the proxy, ...).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();
-    logging::init(&cli.global);
+    logging::init(
+        &cli.global,
+        match &cli.command {
+            cli::Command::Serve(args) => Some(args.detach),
+            _ => None,
+        },
+    );
     match commands::run(cli) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {

@@ -19,6 +19,10 @@ struct Down {
     removed: Removed,
     kubeconfig_entries: bool,
     ca_kept: bool,
+    /// The pid of the lab daemon it stopped.
+    daemon_stopped: Option<u32>,
+    /// What it undid of `dns setup`.
+    dns: Option<String>,
 }
 
 pub fn run(global: &Global, printer: Printer, args: DownArgs) -> Result<(), Failure> {
@@ -38,13 +42,16 @@ pub fn run(global: &Global, printer: Printer, args: DownArgs) -> Result<(), Fail
         let mut results = Vec::new();
         for name in labs {
             let lab = Lab::load(global, &LabArgs { name: Some(name.clone()) })?;
+            // The daemon first: it serves the lab's names, and its files are in the state.
+            let daemon_stopped = idp_daemon::stop(&lab.dir(), crate::daemon::STOP_TIMEOUT).map_err(crate::daemon::failure)?;
+            let dns = super::dns::teardown_if_set_up(&name)?;
             let removed = engine.delete(&name).await.map_err(provision_failure)?;
             let kubeconfig_entries = match idp_kube::kubeconfig::default_path() {
                 Some(path) => idp_kube::kubeconfig::remove(&path, &name).map_err(kube_failure)?,
                 None => false,
             };
             let ca_kept = remove_state(&lab.dir(), args.purge)?;
-            results.push(Down { lab: name, removed, kubeconfig_entries, ca_kept });
+            results.push(Down { lab: name, removed, kubeconfig_entries, ca_kept, daemon_stopped, dns });
         }
         printer.result(
             || {
@@ -59,6 +66,12 @@ pub fn run(global: &Global, printer: Printer, args: DownArgs) -> Result<(), Fail
                             count(d.removed.networks.len(), "network"),
                             if d.kubeconfig_entries { ", its kubeconfig context" } else { "" }
                         );
+                        if let Some(pid) = d.daemon_stopped {
+                            line.push_str(&format!(", its daemon (pid {pid})"));
+                        }
+                        if let Some(dns) = &d.dns {
+                            line.push_str(&format!("; {dns}"));
+                        }
                         if d.ca_kept {
                             line.push_str(" (the lab CA is kept; `idp-lab down --purge` removes it)");
                         }

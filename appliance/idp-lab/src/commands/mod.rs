@@ -3,19 +3,23 @@
 mod apply;
 mod config;
 mod diff;
+mod dns;
 mod doctor;
 mod down;
 mod images;
 mod kubeconfig;
 mod list;
 mod logs;
+mod open;
 mod profiles;
 mod render;
+mod serve;
 mod start;
 mod status;
 mod stop;
 mod trust;
 mod up;
+mod urls;
 mod version;
 
 use crate::cli::{Cli, Command};
@@ -41,6 +45,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Render(args) => render::run(&cli.global, printer, args),
         Command::Images(cmd) => images::run(&cli.global, printer, cmd),
         Command::Trust(cmd) => trust::run(&cli.global, printer, cmd),
+        Command::Serve(args) => serve::run(&cli.global, printer, args),
+        Command::Dns(cmd) => dns::run(&cli.global, printer, cmd),
+        Command::Urls(args) => urls::run(&cli.global, printer, args),
+        Command::Open(args) => open::run(&cli.global, printer, args),
         Command::Config(cmd) => config::run(&cli.global, printer, cmd),
         Command::Version => version::run(printer),
         Command::Completions { shell } => {

@@ -38,9 +38,12 @@ pub fn run(global: &Global, printer: Printer, args: StartArgs) -> Result<(), Fai
         let cluster = idp_kube::Cluster::from_kubeconfig(&kubeconfig, None).await.map_err(kube_failure)?;
         let nodes = cluster.wait_for_nodes(&plan.nodes, timeout).await.map_err(|e| Failure::new(TIMEOUT, e.to_string()))?;
         steps.done(&format!("API answers, {} nodes registered", nodes.len()));
+        steps.start("lab daemon");
+        let daemon = crate::daemon::ensure_running(global, &lab).await.inspect_err(|_| steps.failed("lab daemon"))?;
+        steps.done(&format!("lab daemon: {} (pid {})", crate::daemon::listeners_line(&daemon), daemon.pid));
         printer.result(
             || format!("Lab \"{}\" is running.\n", lab.name),
-            &serde_json::json!({ "lab": lab.name, "started": started, "nodes": nodes }),
+            &serde_json::json!({ "lab": lab.name, "started": started, "nodes": nodes, "daemon": daemon }),
         )
     })
 }

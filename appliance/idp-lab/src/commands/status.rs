@@ -23,6 +23,42 @@ pub struct Status {
     api: Api,
     nodes: Vec<NodeStatus>,
     kubeconfig: Option<String>,
+    daemon: Daemon,
+}
+
+/// The lab daemon's section.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Daemon {
+    /// `running` or `stopped`.
+    state: &'static str,
+    pid: Option<u32>,
+    uptime_seconds: Option<u64>,
+    listeners: Vec<idp_daemon::Listener>,
+    /// Why its control socket did not answer, when it runs but does not.
+    error: Option<String>,
+}
+
+async fn daemon(dir: &std::path::Path) -> Daemon {
+    match idp_daemon::status(dir) {
+        idp_daemon::DaemonState::Stopped => {
+            Daemon { state: "stopped", pid: None, uptime_seconds: None, listeners: Vec::new(), error: None }
+        }
+        idp_daemon::DaemonState::Running { pid, info } => {
+            let (info, error) = match tokio::time::timeout(Duration::from_secs(2), idp_daemon::health(dir)).await {
+                Ok(Ok(live)) => (Some(live), None),
+                Ok(Err(e)) => (info, Some(e.to_string())),
+                Err(_) => (info, Some("its control socket did not answer within 2s".to_owned())),
+            };
+            Daemon {
+                state: "running",
+                pid: Some(pid),
+                uptime_seconds: info.as_ref().map(|i| i.uptime().as_secs()),
+                listeners: info.map(|i| i.listeners).unwrap_or_default(),
+                error,
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -125,6 +161,7 @@ async fn status(lab: &Lab) -> Result<Status, Failure> {
         api,
         nodes,
         kubeconfig: kubeconfig.is_some().then(|| kubeconfig_path.display().to_string()),
+        daemon: daemon(&lab.dir()).await,
     })
 }
 
@@ -157,7 +194,27 @@ fn text(s: &Status) -> String {
     }
     if let Some(p) = &s.ports {
         let gateway: Vec<String> = p.gateway.iter().map(|g| format!("{} http {} https {}", g.node, g.http, g.https)).collect();
-        out.push_str(&format!("  ports: http {}, https {}, api {}; gateway (loopback): {}\n", p.http, p.https, p.api, gateway.join("; ")));
+        let dns = p.dns.map(|d| format!(", dns {d}")).unwrap_or_default();
+        out.push_str(&format!(
+            "  ports: http {}, https {}, api {}{dns}; gateway (loopback): {}\n",
+            p.http,
+            p.https,
+            p.api,
+            gateway.join("; ")
+        ));
+    }
+    let d = &s.daemon;
+    match (d.pid, &d.error) {
+        (None, _) => out.push_str(&format!("  lab daemon: stopped (`idp-lab up --name {}` starts it)\n", s.lab)),
+        (Some(pid), error) => {
+            let listeners: Vec<String> =
+                d.listeners.iter().filter(|l| l.name != "control").map(|l| format!("{} {}", l.name, l.address)).collect();
+            let uptime = d.uptime_seconds.map(|u| format!(", up {}", crate::progress::seconds(Duration::from_secs(u)))).unwrap_or_default();
+            out.push_str(&format!("  lab daemon: running (pid {pid}{uptime}): {}\n", listeners.join(", ")));
+            if let Some(e) = error {
+                out.push_str(&format!("    not answering: {e}\n"));
+            }
+        }
     }
     let rows: Vec<Vec<String>> = s
         .nodes

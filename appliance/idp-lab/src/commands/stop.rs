@@ -12,6 +12,8 @@ pub fn run(global: &Global, printer: Printer, args: LabArgs) -> Result<(), Failu
     lab::runtime()?.block_on(async {
         let engine = lab::engine().await?;
         let stopped = engine.stop(&plan).await.map_err(provision_failure)?;
+        // Nothing is left to serve: `start` (or `up`) starts the daemon again.
+        let daemon = idp_daemon::stop(&lab.dir(), crate::daemon::STOP_TIMEOUT).map_err(crate::daemon::failure)?;
         printer.result(
             || {
                 if stopped.is_empty() {
@@ -20,7 +22,7 @@ pub fn run(global: &Global, printer: Printer, args: LabArgs) -> Result<(), Failu
                     format!("Lab \"{}\" stopped: {}. `idp-lab start --name {}` brings it back.\n", lab.name, stopped.join(", "), lab.name)
                 }
             },
-            &serde_json::json!({ "lab": lab.name, "stopped": stopped }),
+            &serde_json::json!({ "lab": lab.name, "stopped": stopped, "daemonStopped": daemon }),
         )
     })
 }

@@ -33,6 +33,8 @@ struct UpResult<'a> {
     gateway: &'a [settings::GatewayPorts],
     /// The plan, with `--dry-run`.
     plan: Option<&'a ClusterPlan>,
+    /// The lab daemon serving the HTTPS entry and the DNS answer.
+    daemon: Option<idp_daemon::DaemonInfo>,
     nodes: Vec<KubeNode>,
     seconds: f64,
 }
@@ -309,6 +311,25 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
     if waiting > 0 {
         steps.detail(&format!("{waiting} of {} nodes wait for a CNI (NotReady until the platform's Cilium runs)", nodes.len()));
     }
+    // The lab daemon: started, or told to re-read the kubeconfig (a reboot left the nodes
+    // to Docker's restart policy and the daemon gone: this brings it back).
+    steps.start("lab daemon");
+    let daemon = match crate::daemon::ensure_running(global, lab).await {
+        Ok(info) => info,
+        Err(e) => {
+            steps.failed("lab daemon");
+            let message = format!(
+                "{}\n  the cluster is up; `idp-lab serve --name {}` runs the daemon in the foreground to see why, and `idp-lab up --name {}` retries",
+                e.message, lab.name, lab.name
+            );
+            let failure = Failure::new(e.code, message);
+            return Err(match e.details {
+                Some(details) => failure.with_details(details),
+                None => failure,
+            });
+        }
+    };
+    steps.done(&format!("lab daemon: {} (pid {})", crate::daemon::listeners_line(&daemon), daemon.pid));
     let result = UpResult {
         lab: &lab.name,
         dry_run: false,
@@ -317,6 +338,7 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
         kubeconfig: merged.as_ref().map(|p| p.display().to_string()),
         gateway: &settings.network.ports.gateway,
         plan: None,
+        daemon: Some(daemon),
         nodes,
         seconds: began.elapsed().as_secs_f64(),
     };
@@ -329,12 +351,21 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
             let gateway: Vec<String> =
                 result.gateway.iter().map(|g| format!("{} http 127.0.0.1:{} https 127.0.0.1:{}", g.node, g.http, g.https)).collect();
             out.push_str(&format!(
-                "  Gateway:    {} (node ports {}/{}; the lab daemon will serve https :{})\n",
+                "  Gateway:    {} (node ports {}/{})\n",
                 gateway.join(", "),
                 settings.network.http_nodeport,
                 settings.network.https_nodeport,
-                settings.network.ports.https
             ));
+            let https = settings.network.ports.https;
+            let port = if https == 443 { String::new() } else { format!(":{https}") };
+            if let Some(daemon) = &result.daemon {
+                out.push_str(&format!(
+                    "  Entry:      https://{}{port}/ (lab daemon pid {}: {})\n",
+                    settings.network.dns_suffix,
+                    daemon.pid,
+                    crate::daemon::listeners_line(daemon)
+                ));
+            }
             match &result.kubeconfig {
                 Some(path) => out.push_str(&format!(
                     "  Kubeconfig: context {context} in {path}{}\n",
@@ -385,6 +416,7 @@ fn print_plan(printer: Printer, lab: &str, actions: &[Action], plan: &ClusterPla
         kubeconfig: None,
         gateway: &[],
         plan: Some(plan),
+        daemon: None,
         nodes: Vec::new(),
         seconds: began.elapsed().as_secs_f64(),
     };

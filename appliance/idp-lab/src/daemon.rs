@@ -1,0 +1,125 @@
+//! What the commands share about the lab daemon: its plan from the lab's settings,
+//! starting it detached (`up`), and stopping it (`down`).
+
+use crate::cli::Global;
+use crate::exit::{CONFLICT, Failure, IO, PORT, TIMEOUT};
+use crate::lab::{self, Lab};
+use idp_core::names::Zones;
+use idp_core::settings::Settings;
+use idp_daemon::{DaemonError, DaemonInfo, DaemonState, LOG_FILE, Plan};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a detached daemon has to answer on its control socket.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long `down` waits for the daemon to stop after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The daemon's plan for `lab` with `settings`; `gateway`, when not empty, replaces the
+/// Gateway's loopback ports (to put the entry in front of another server).
+pub fn plan(lab: &Lab, settings: &Settings, gateway: &[SocketAddr]) -> Plan {
+    let n = &settings.network;
+    // The custom suffix answers the bind address, or the LAN address when bound to all.
+    let answer = if n.bind_address.is_unspecified() { n.lan_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)) } else { n.bind_address };
+    let gateway = if gateway.is_empty() {
+        n.ports.gateway.iter().map(|g| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), g.https)).collect()
+    } else {
+        gateway.to_vec()
+    };
+    Plan {
+        lab: lab.name.clone(),
+        dir: lab.dir(),
+        ca_dir: lab::ca_dir(&lab.dir()),
+        bind: n.bind_address,
+        http_port: n.ports.http,
+        https_port: n.ports.https,
+        dns_port: n.ports.dns,
+        suffix: n.dns_suffix.clone(),
+        zones: Zones::new(Some(&n.dns_suffix), answer),
+        dns_forward: n.dns_forward.clone(),
+        gateway,
+    }
+}
+
+/// A daemon error as a failure with its exit code.
+pub fn failure(e: DaemonError) -> Failure {
+    let code = match &e {
+        DaemonError::AlreadyRunning { .. } => CONFLICT,
+        DaemonError::Bind { .. } => PORT,
+        DaemonError::StopTimeout { .. } => TIMEOUT,
+        DaemonError::Io { .. } | DaemonError::Edge { .. } | DaemonError::Kube { .. } | DaemonError::Control { .. } => IO,
+    };
+    Failure::new(code, e.to_string())
+}
+
+/// Makes sure the lab's daemon runs: a running one reloads (re-reads the kubeconfig),
+/// else one is started detached (`idp-lab serve --detach`, its log in the lab's
+/// state directory) and waited for. What it serves.
+pub async fn ensure_running(global: &Global, lab: &Lab) -> Result<DaemonInfo, Failure> {
+    let dir = lab.dir();
+    if let DaemonState::Running { .. } = idp_daemon::status(&dir) {
+        idp_daemon::reload(&dir).await.map_err(failure)?;
+        return idp_daemon::health(&dir).await.map_err(failure);
+    }
+    let log_path = dir.join(LOG_FILE);
+    let open_log = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Failure::new(IO, format!("failed to open {}: {e}", log_path.display())))
+    };
+    let exe = std::env::current_exe().map_err(|e| Failure::new(IO, format!("cannot find idp-lab's own executable: {e}")))?;
+    let mut command = Command::new(exe);
+    if let Some(config) = &global.config {
+        command.arg("--config").arg(config);
+    }
+    if let Some(profile) = &global.profile {
+        command.arg("--profile").arg(profile);
+    }
+    command
+        .args(["serve", "--detach", "--name", &lab.name])
+        .stdin(Stdio::null())
+        .stdout(open_log()?)
+        .stderr(open_log()?)
+        .env_remove("RUST_LOG");
+    let mut child = command.spawn().map_err(|e| Failure::new(IO, format!("failed to start the lab daemon: {e}")))?;
+    let began = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Failure::new(IO, format!("the lab daemon exited at once ({status})")).with_details(log_tail(&log_path, 15)));
+        }
+        if let Ok(info) = idp_daemon::health(&dir).await {
+            // Reaped by nobody once detached: it runs in its own session.
+            drop(child);
+            return Ok(info);
+        }
+        if began.elapsed() > START_TIMEOUT {
+            let _ = child.kill();
+            return Err(Failure::new(TIMEOUT, format!("the lab daemon did not answer within {} s", START_TIMEOUT.as_secs()))
+                .with_details(log_tail(&log_path, 15)));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The last `lines` lines of the daemon's log, indented, for an error's details.
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    let mut out = format!("  The daemon's log ({}):\n", path.display());
+    for line in &all[start..] {
+        out.push_str("    ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The listeners of `info` as one short line: `https 127.0.0.1:443, dns udp+tcp ...`.
+pub fn listeners_line(info: &DaemonInfo) -> String {
+    info.listeners.iter().filter(|l| l.name != "control").map(|l| format!("{} {}", l.name, l.address)).collect::<Vec<_>>().join(", ")
+}
