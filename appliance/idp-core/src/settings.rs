@@ -23,8 +23,11 @@ pub const API_FALLBACK: (u16, u16) = (6444, 6543);
 /// Where an `auto` DNS port is looked for: 53, then this range (clear of the other
 /// ranges; 1053 is the customary unprivileged DNS port).
 pub const DNS_FALLBACK: (u16, u16) = (1053, 1152);
-/// Where the loopback ports publishing the Gateway's node ports are looked for.
-pub const GATEWAY_RANGE: (u16, u16) = (41000, 41999);
+/// Where the loopback ports publishing the Gateway's node ports are looked for: below
+/// every system's ephemeral range (Linux 32768-60999, macOS and Windows 49152-65535), so
+/// an outgoing connection of any program (the lab daemon's own, to the API server) cannot
+/// take one between the reservation and Docker's bind.
+pub const GATEWAY_RANGE: (u16, u16) = (28000, 28999);
 
 /// A number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -34,18 +34,18 @@ fn defaults_resolve_to_typed_values() {
     // One pair of loopback ports per agent, all distinct.
     let g = &s.network.ports.gateway;
     assert_eq!(g.iter().map(|g| g.node.as_str()).collect::<Vec<_>>(), ["idp-lab-agent-0", "idp-lab-agent-1"]);
-    assert_eq!((g[0].http, g[0].https, g[1].http, g[1].https), (41000, 41001, 41002, 41003));
+    assert_eq!((g[0].http, g[0].https, g[1].http, g[1].https), (28000, 28001, 28002, 28003));
 }
 
 #[test]
 fn busy_and_reserved_ports_are_skipped() {
     let mut p = probes();
-    p.busy = [80, 8080, 443, 6443, 41000].into();
-    p.reserved = [8081, 8443, 41001].into();
+    p.busy = [80, 8080, 443, 6443, 28000].into();
+    p.reserved = [8081, 8443, 28001].into();
     let s = resolve(&config(""), &p).expect("resolves");
     let ports = &s.network.ports;
     assert_eq!((ports.http, ports.https, ports.api), (8082, 8444, 6444));
-    assert_eq!((ports.gateway[0].http, ports.gateway[0].https), (41002, 41003));
+    assert_eq!((ports.gateway[0].http, ports.gateway[0].https), (28002, 28003));
 }
 
 #[test]
@@ -186,8 +186,8 @@ fn a_taken_auto_port_is_replaced_within_its_range() {
     assert!(replace_taken_port(&c, &mut ports, 443, &mut busy, &reserved));
     assert_eq!(ports.https, 8444, "the next usable fallback port");
     assert!(busy.contains(&443));
-    assert!(replace_taken_port(&c, &mut ports, 41001, &mut busy, &reserved));
-    assert_eq!(ports.gateway[0].https, 41004, "skips the other gateway ports in use");
+    assert!(replace_taken_port(&c, &mut ports, 28001, &mut busy, &reserved));
+    assert_eq!(ports.gateway[0].https, 28004, "skips the other gateway ports in use");
     assert!(replace_taken_port(&c, &mut ports, 6443, &mut busy, &reserved));
     assert_eq!(ports.api, 6444);
     assert!(replace_taken_port(&c, &mut ports, 80, &mut busy, &reserved));
@@ -210,7 +210,7 @@ proptest! {
     /// Whatever the host has busy, chosen ports are distinct, never busy or reserved, and
     /// within their ranges.
     #[test]
-    fn chosen_ports_are_usable(busy in proptest::collection::btree_set(prop_oneof![Just(80u16), Just(443u16), Just(6443u16), Just(53u16), 1050u16..1160, 8080u16..8200, 8440u16..8560, 6440u16..6560, 41000u16..41020], 0..60), agents in 0u32..6) {
+    fn chosen_ports_are_usable(busy in proptest::collection::btree_set(prop_oneof![Just(80u16), Just(443u16), Just(6443u16), Just(53u16), 1050u16..1160, 8080u16..8200, 8440u16..8560, 6440u16..6560, 28000u16..28020], 0..60), agents in 0u32..6) {
         let c = config(&format!("[cluster]\nagents = {agents}\npools = []\n"));
         let p = Probes { busy: busy.clone(), ..Probes::default() };
         let s = resolve(&c, &p).expect("enough free ports");
@@ -243,10 +243,10 @@ fn pinned_ports_follow_the_gateway_nodes() {
     // A third agent (after `--recreate`) gets a free pair; the pinned ones stay.
     let more = config("[cluster]\nagents = 3\n");
     assert_eq!(port_candidates(&more, Some(&pinned)).len(), usize::from(GATEWAY_RANGE.1 - GATEWAY_RANGE.0) + 1);
-    let p = Probes { pinned: Some(pinned.clone()), busy: [41004].into(), ..probes() };
+    let p = Probes { pinned: Some(pinned.clone()), busy: [28004].into(), ..probes() };
     let ports = resolve(&more, &p).expect("resolves").network.ports;
     assert_eq!(&ports.gateway[..2], &pinned.gateway[..]);
-    assert_eq!((ports.gateway[2].node.as_str(), ports.gateway[2].http, ports.gateway[2].https), ("idp-lab-agent-2", 41005, 41006));
+    assert_eq!((ports.gateway[2].node.as_str(), ports.gateway[2].http, ports.gateway[2].https), ("idp-lab-agent-2", 28005, 28006));
     assert_eq!((ports.http, ports.https, ports.api), (pinned.http, pinned.https, pinned.api));
     // Down to one agent: the other pair goes.
     let fewer = config("[cluster]\nagents = 1\npools = []\n");
@@ -307,10 +307,10 @@ fn a_pinned_dns_port_wins_and_an_old_record_gets_one() {
 #[test]
 fn ports_without_a_dns_field_still_read() {
     let old =
-        serde_json::json!({"http": 80, "https": 443, "api": 6443, "gateway": [{"node": "idp-lab-agent-0", "http": 41000, "https": 41001}]});
+        serde_json::json!({"http": 80, "https": 443, "api": 6443, "gateway": [{"node": "idp-lab-agent-0", "http": 28000, "https": 28001}]});
     let ports: Ports = serde_json::from_value(old).expect("a schema-2 record's ports read");
     assert_eq!(ports.dns, None);
-    assert_eq!(ports.all(), [80, 443, 6443, 41000, 41001]);
+    assert_eq!(ports.all(), [80, 443, 6443, 28000, 28001]);
     let new = Ports { dns: Some(53), ..ports };
     let back: Ports = serde_json::from_value(serde_json::to_value(&new).expect("json")).expect("round trip");
     assert_eq!(back, new);
@@ -337,4 +337,13 @@ fn dns_forward_resolves_to_socket_addresses() {
     let want: Vec<SocketAddr> =
         ["1.1.1.1:53", "10.0.0.2:5353", "[2001:db8::1]:53", "[2001:db8::2]:5300"].iter().map(|s| s.parse().expect("addr")).collect();
     assert_eq!(forward, want);
+}
+
+#[test]
+fn no_chosen_range_is_in_an_ephemeral_port_range() {
+    // Linux's default 32768-60999 and the IANA 49152-65535 of macOS and Windows: a port
+    // there can be any program's outgoing connection between our probe and Docker's bind.
+    for (from, to) in [HTTP_FALLBACK, HTTPS_FALLBACK, API_FALLBACK, DNS_FALLBACK, GATEWAY_RANGE] {
+        assert!(from <= to && to < 32768, "{from}-{to}");
+    }
 }
