@@ -89,7 +89,9 @@ pub async fn ensure_running(global: &Global, lab: &Lab) -> Result<DaemonInfo, Fa
     let began = Instant::now();
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(Failure::new(IO, format!("the lab daemon exited at once ({status})")).with_details(log_tail(&log_path, 15)));
+            // Its exit code says why (a taken port is PORT, another daemon CONFLICT).
+            let code = status.code().and_then(|c| u8::try_from(c).ok()).filter(|c| *c != 0).unwrap_or(IO);
+            return Err(Failure::new(code, format!("the lab daemon exited at once ({status})")).with_details(log_tail(&log_path, 15)));
         }
         if let Ok(info) = idp_daemon::health(&dir).await {
             // Reaped by nobody once detached: it runs in its own session.

@@ -81,6 +81,53 @@ impl Lab {
     }
 }
 
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+}
+
+fn wait_gone(pid: u32) {
+    let began = std::time::Instant::now();
+    while alive(pid) && began.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!alive(pid), "process {pid} is still there");
+}
+
+/// The lab daemon `up` started: running, shown by `status`, answering HTTPS (the landing
+/// page, with the lab CA) and DNS on the lab's ports, refusing a second `serve`, and
+/// `urls` answering from the API. Its pid.
+fn lab_daemon_serves(lab: &Lab, up: &Value, status: &Value) -> u32 {
+    let pid = up["daemon"]["pid"].as_u64().expect("up names the daemon") as u32;
+    assert!(alive(pid), "{up}");
+    assert_eq!(status["daemon"]["state"], "running", "{status}");
+    assert_eq!(status["daemon"]["pid"].as_u64(), Some(u64::from(pid)));
+    let https = status["ports"]["https"].as_u64().expect("https port");
+    let dns = status["ports"]["dns"].as_u64().expect("dns port");
+    let names: Vec<&str> = status["daemon"]["listeners"].as_array().expect("listeners").iter().filter_map(|l| l["name"].as_str()).collect();
+    assert_eq!(names, ["https", "http", "dns", "control"], "{status}");
+    let ca = lab.state_dir().join("ca/ca.crt");
+    let curl = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&ca)
+        .args(["--resolve", &format!("127-0-0-1.nip.io:{https}:127.0.0.1"), &format!("https://127-0-0-1.nip.io:{https}/")])
+        .output()
+        .expect("curl");
+    let page = String::from_utf8_lossy(&curl.stdout);
+    assert!(curl.status.success() && page.contains("idp-lab"), "the landing page: {page} {}", stderr(&curl));
+    let dig = std::process::Command::new("dig")
+        .args(["@127.0.0.1", "-p", &dns.to_string(), "+short", "+time=5", "argocd.127-0-0-1.nip.io"])
+        .output()
+        .expect("dig");
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "127.0.0.1");
+    let second = lab.run(&["serve"]);
+    assert_eq!(second.status.code(), Some(10), "a second serve: {}", stderr(&second));
+    assert!(stderr(&second).contains(&format!("already running (pid {pid}")), "{}", stderr(&second));
+    let urls = lab.ok(&["urls"]);
+    assert!(urls.contains("No routes"), "{urls}");
+    pid
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -241,6 +288,7 @@ async fn lifecycle(image: &str, kind: Nodes) {
     let prefix = subnet.trim_end_matches("0/24");
     let api_port = status["ports"]["api"].as_u64().expect("api port");
     let https_port = status["ports"]["https"].as_u64().expect("https port");
+    let first_daemon = lab_daemon_serves(&lab, &up, &status);
     for (node, ip) in all.iter().zip([format!("{prefix}2"), format!("{prefix}16"), format!("{prefix}17")]) {
         let c = docker.inspect_container(node, None::<InspectContainerOptions>).await.expect("inspect");
         let host = c.host_config.clone().expect("host config");
@@ -372,11 +420,20 @@ async fn lifecycle(image: &str, kind: Nodes) {
         }
     }
 
-    // A second `up` changes nothing.
+    // A second `up` changes nothing; after a "reboot" (the daemon killed, the nodes left
+    // running as Docker restarts them) it brings the daemon back.
     let fp = fingerprint(&docker, &all).await;
+    let _ = std::process::Command::new("kill").args(["-KILL", &first_daemon.to_string()]).status();
+    wait_gone(first_daemon);
     let again = lab.json(&["up", "--no-platform"]);
     assert!(again["actions"].as_array().expect("actions").iter().all(|a| a["action"] == "keep"), "{again}");
     assert_eq!(fingerprint(&docker, &all).await, fp, "a no-op up touched a node");
+    let second_daemon = again["daemon"]["pid"].as_u64().expect("a daemon after the second up") as u32;
+    assert_ne!(second_daemon, first_daemon);
+    assert!(alive(second_daemon), "{again}");
+    // One more `up` keeps the running daemon (it reloads it).
+    let kept = lab.json(&["up", "--no-platform"]);
+    assert_eq!(kept["daemon"]["pid"].as_u64(), Some(u64::from(second_daemon)), "{kept}");
 
     // Deleting one agent and running `up` recreates only it.
     docker
@@ -401,8 +458,14 @@ async fn lifecycle(image: &str, kind: Nodes) {
     // stop then start keeps addresses and ports, and the kubeconfig still works.
     let fp = fingerprint(&docker, &all).await;
     lab.ok(&["stop"]);
-    assert_eq!(lab.json(&["status"])["state"], "stopped");
+    let stopped = lab.json(&["status"]);
+    assert_eq!(stopped["state"], "stopped");
+    assert_eq!(stopped["daemon"]["state"], "stopped", "stop stops the daemon: {stopped}");
+    assert!(!alive(second_daemon));
     lab.ok(&["start"]);
+    let started = lab.json(&["status"]);
+    assert_eq!(started["daemon"]["state"], "running", "start starts the daemon: {started}");
+    let third_daemon = started["daemon"]["pid"].as_u64().expect("pid") as u32;
     let restarted = fingerprint(&docker, &all).await;
     for node in &all {
         assert_eq!(restarted[node].1, fp[node].1, "{node}: address");
@@ -467,6 +530,8 @@ async fn lifecycle(image: &str, kind: Nodes) {
     assert!(mine.iter().all(|o| !before.contains(o)), "the lab's objects are new");
     let down = lab.json(&["down"]);
     assert_eq!(down[0]["removed"]["containers"].as_array().map(Vec::len), Some(3), "{down}");
+    assert_eq!(down[0]["daemonStopped"].as_u64(), Some(u64::from(third_daemon)), "{down}");
+    assert!(!alive(third_daemon), "down left the lab daemon running");
     let after = docker_objects(&docker).await;
     let left: Vec<&String> = mine.iter().filter(|o| after.contains(*o)).collect();
     assert!(left.is_empty(), "down left these behind: {left:?}");

@@ -195,6 +195,7 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
             plan: Some(plan.clone()),
         })
     };
+    let new_ports = lab.record.as_ref().and_then(|r| r.ports.as_ref()).is_none();
     save(lab, &settings, &plan)?;
     // The lab CA: stable across `down` and `up`, new with `--new-ca`.
     let ca = lab::lab_ca(&lab.name, &lab.dir(), &settings.network.dns_suffix, args.new_ca)?;
@@ -205,6 +206,42 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
             ca.cert_path().display()
         ));
     }
+    // The lab daemon takes the HTTP, HTTPS and DNS ports now that the record pins them,
+    // straight from the reservation, so no other program (or lab of another home) takes
+    // one in between; it waits for the cluster's kubeconfig and is reloaded below.
+    if let Some(r) = reservation.as_mut() {
+        let n = &settings.network.ports;
+        for port in [n.http, n.https].into_iter().chain(n.dns) {
+            r.release(port);
+        }
+    }
+    // A new lab's port can still be taken in the instant between the release and the
+    // daemon's bind (by a lab of another idp-lab home, which cannot see this one's
+    // record): it is chosen again, as for the nodes' ports.
+    let mut attempt = 0;
+    loop {
+        match crate::daemon::ensure_running(global, lab).await {
+            Ok(_) => break,
+            Err(e) if e.code == PORT && new_ports && attempt < PORT_RETRIES => {
+                attempt += 1;
+                let bind = settings.network.bind_address;
+                let n = &settings.network.ports;
+                let wanted: Vec<(std::net::IpAddr, u16)> = [n.http, n.https].into_iter().chain(n.dns).map(|p| (bind, p)).collect();
+                let mut busy = idp_host::net::busy_ports(&wanted);
+                for port in busy.clone() {
+                    if settings::replace_taken_port(&lab.ctx.config, &mut settings.network.ports, port, &mut busy, &BTreeSet::new()) {
+                        steps.detail(&format!("port {port} was taken meanwhile; chose another"));
+                    }
+                }
+                save(lab, &settings, &plan)?;
+            }
+            Err(e) => {
+                steps.failed("lab daemon");
+                return Err(daemon_failed(e, &lab.name));
+            }
+        }
+    }
+    let daemon_ports = settings.network.ports.clone();
     let host = HostInputs {
         token: lab::token(&lab.dir())?,
         nameservers: idp_host::net::nameservers(),
@@ -314,19 +351,15 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
     // The lab daemon: started, or told to re-read the kubeconfig (a reboot left the nodes
     // to Docker's restart policy and the daemon gone: this brings it back).
     steps.start("lab daemon");
+    if settings.network.ports != daemon_ports {
+        // A Gateway port was replaced while the nodes were made: the daemon starts anew.
+        idp_daemon::stop(&lab.dir(), crate::daemon::STOP_TIMEOUT).map_err(crate::daemon::failure)?;
+    }
     let daemon = match crate::daemon::ensure_running(global, lab).await {
         Ok(info) => info,
         Err(e) => {
             steps.failed("lab daemon");
-            let message = format!(
-                "{}\n  the cluster is up; `idp-lab serve --name {}` runs the daemon in the foreground to see why, and `idp-lab up --name {}` retries",
-                e.message, lab.name, lab.name
-            );
-            let failure = Failure::new(e.code, message);
-            return Err(match e.details {
-                Some(details) => failure.with_details(details),
-                None => failure,
-            });
+            return Err(daemon_failed(e, &lab.name));
         }
     };
     steps.done(&format!("lab daemon: {} (pid {})", crate::daemon::listeners_line(&daemon), daemon.pid));
@@ -381,6 +414,19 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
         },
         &result,
     )
+}
+
+/// A daemon that did not start: how to see why, and how to go on.
+fn daemon_failed(e: Failure, lab: &str) -> Failure {
+    let message = format!(
+        "{}\n  `idp-lab serve --name {lab}` runs the lab daemon in the foreground to see why; `idp-lab up --name {lab}` retries",
+        e.message
+    );
+    let failure = Failure::new(e.code, message);
+    match e.details {
+        Some(details) => failure.with_details(details),
+        None => failure,
+    }
 }
 
 /// Waits until the API lists every node of the plan with its labels and taints.
