@@ -16,6 +16,8 @@ CI=${CI:-false}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/idp-lab/target}
 export IDP_LAB_TESTBED=${IDP_LAB_TESTBED:-$HOME/.cache/idp-lab-testbed}
 export IDP_LAB_SKIP_LOG=${IDP_LAB_SKIP_LOG:-$(mktemp -t idp-lab-skips.XXXXXX)}
+# Where tests save what a person may want to look at (the landing page's screenshot).
+export IDP_LAB_ARTIFACTS=${IDP_LAB_ARTIFACTS:-$HOME/.cache/idp-lab/artifacts}
 # The shared fixtures beside this checkout, found from here at run time (a test binary
 # reused from the shared target dir must not look beside the clone that built it).
 export IDP_LAB_SHARED=${IDP_LAB_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
@@ -152,6 +154,12 @@ if pgrep -f "$IDP_LAB_TESTBED/bin/(etcd|kube-apiserver|kube-controller-manager)"
 else
   pass "no control-plane processes left running"
 fi
+if pgrep -f "$CARGO_TARGET_DIR/.*/idp-lab .*serve" >/dev/null 2>&1; then
+  fail "lab daemons left running: $(pgrep -af "$CARGO_TARGET_DIR/.*/idp-lab .*serve" | head -3)"
+else
+  pass "no lab daemon (idp-lab serve) left running"
+fi
+[ -n "$(ls -A "$IDP_LAB_ARTIFACTS" 2>/dev/null)" ] && say "test artifacts (screenshots): $IDP_LAB_ARTIFACTS"
 
 # 7. What was skipped, loudly.
 skipped=$(sort -u "$IDP_LAB_SKIP_LOG" | grep -c . || true)

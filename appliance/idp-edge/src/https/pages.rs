@@ -31,7 +31,7 @@ fn page(title: &str, refresh: bool, body: &str) -> String {
 <style>
 body{{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#1d2430}}
 h1{{font-size:1.4rem}} table{{border-collapse:collapse;width:100%}} th,td{{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e3e6ea}}
-code{{font-size:.9em}} .ok{{color:#137333}} .bad{{color:#b3261e}} .muted{{color:#5f6b7a}}
+td:first-child{{white-space:nowrap}} code{{font-size:.9em}} .ok{{color:#137333}} .bad{{color:#b3261e}} .muted{{color:#5f6b7a}}
 </style></head>
 <body>
 {body}
