@@ -216,7 +216,12 @@ async fn drain(tracker: TaskTracker) {
 /// One client connection, from its first byte to its end.
 async fn connection(mut tcp: TcpStream, peer: SocketAddr, entry: Arc<Entry>, shutdown: CancellationToken) {
     let started = Instant::now();
-    let (hello, accepted) = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut tcp)).await {
+    // A handshake not begun when shutdown comes is not waited for.
+    let hello = tokio::select! {
+        hello = tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut tcp)) => hello,
+        () = shutdown.cancelled() => return,
+    };
+    let (hello, accepted) = match hello {
         Ok(Ok(pair)) => pair,
         Ok(Err(reason)) => {
             tracing::info!(target: "idp_edge::access", %peer, outcome = "refused", reason, "https");

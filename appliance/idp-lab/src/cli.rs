@@ -94,9 +94,9 @@ pub enum Command {
     /// The lab CA: print it, or add it to and remove it from the host's trust stores.
     #[command(subcommand)]
     Trust(TrustCommand),
-    /// Run the lab daemon in the foreground: the HTTPS entry, its HTTP redirect and the DNS answer (`up` starts it detached).
+    /// Run the lab daemon (HTTPS entry, HTTP redirect, DNS answer) in the foreground.
     Serve(ServeArgs),
-    /// Point the host's resolver at the lab's DNS answer for the lab's suffix only, or stop doing so.
+    /// Make the host's resolver ask the lab's DNS answer for the lab's names, or stop.
     #[command(subcommand)]
     Dns(DnsCommand),
     /// List every route of the lab (HTTPRoutes) with its URL and health.
