@@ -1,7 +1,7 @@
 //! The HTTPS entry with its routes from a real API server (the test bed's kube-apiserver
 //! 1.20 with the Gateway API CRDs of the shared fixtures, downlevelled): the landing page
 //! lists the HTTPRoutes with the statuses the test wrote, a route added while the entry
-//! runs appears without a restart, and headless Chromium, trusting the lab CA through
+//! runs appears without a restart (also after the API server restarted), and headless Chromium, trusting the lab CA through
 //! its NSS database, loads the page without a certificate error.
 
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -133,6 +133,15 @@ async fn the_landing_page_lists_the_api_servers_routes_and_follows_them_live() {
     assert!(grafana.code == 503 && grafana.body.contains("the Gateway is not reachable"), "{grafana:?}");
     let gone = curl.get(&[], "nope", "/").await;
     assert!(gone.code == 404 && gone.body.contains("backstage.127-0-0-1.nip.io"), "{gone:?}");
+
+    // The watch survives an API server restart: a route made after it still appears.
+    cp.restart_apiserver().await.unwrap();
+    apply(&cp, &svc, service("dex")).await;
+    apply(&cp, &ep, endpoints("dex", true)).await;
+    apply(&cp, &route, httproute("dex")).await;
+    wait_for(&mut receiver, "dex after the API server restarted", |s| s.routes.iter().any(|r| r.name == "dex")).await;
+    let landing = curl.get(&[], "", "/").await;
+    assert!(landing.body.contains("dex.127-0-0-1.nip.io") && landing.body.contains("4 of 5 routes ready"), "{}", landing.body);
 
     chromium_loads_the_landing_page(dir.path(), &ca, entry.https_port);
 

@@ -50,6 +50,7 @@ pub struct ControlPlane {
     server: String,
     bin_dir: PathBuf,
     processes: Mutex<Vec<Supervised>>,
+    apiserver: ApiServerCommand,
     // Declared last: removed after the processes are gone.
     dir: TempDir,
 }
@@ -98,6 +99,7 @@ impl ControlPlane {
                         server: core.server,
                         bin_dir,
                         processes: Mutex::new(core.processes),
+                        apiserver: core.apiserver,
                         dir,
                     };
                     std::fs::write(&cp.kubeconfig_path, &cp.kubeconfig).context("failed to write the kubeconfig")?;
@@ -165,6 +167,24 @@ impl ControlPlane {
         self.processes().iter().map(Supervised::pid).collect()
     }
 
+    /// Stops the API server (SIGTERM, as a node's restart would) and starts it again with
+    /// the same port, certificates and etcd, returning once `/readyz` says ok: for tests of
+    /// clients that must survive an API server restart.
+    pub async fn restart_apiserver(&self) -> anyhow::Result<()> {
+        let api = self.apiserver.clone();
+        {
+            let mut processes = self.processes();
+            let index = processes.iter().position(|p| p.name() == "kube-apiserver").context("no kube-apiserver process")?;
+            stop_all(std::slice::from_mut(&mut processes[index]), DEFAULT_GRACE);
+            processes[index] = Supervised::spawn("kube-apiserver", &api.program, &api.args, &api.dir)?;
+        }
+        let mut fresh = Vec::new();
+        // `wait_ready` checks the processes it is given; the restarted one is watched
+        // through `ensure_running` by the poll below instead.
+        let _ = wait_ready(&mut fresh, &self.kubeconfig, &api.ca).await?;
+        self.ensure_running()
+    }
+
     /// Fails, quoting its log, when any of the processes has exited. Call it from poll loops so
     /// that a crashed controller manager reads as such, not as a timeout.
     pub fn ensure_running(&self) -> anyhow::Result<()> {
@@ -207,6 +227,16 @@ struct Core {
     kubeconfig: String,
     server: String,
     processes: Vec<Supervised>,
+    apiserver: ApiServerCommand,
+}
+
+/// How the API server was started, to start it again the same way.
+#[derive(Clone)]
+struct ApiServerCommand {
+    program: PathBuf,
+    args: Vec<String>,
+    dir: PathBuf,
+    ca: PathBuf,
 }
 
 enum StartError {
@@ -243,32 +273,34 @@ async fn start_core(bin_dir: &Path, dir: &Path, sa_key: &Path, tokens: &Path, to
         &etcd_dir,
     )?];
     let cert_dir = api_dir.join("certs");
-    processes.push(Supervised::spawn(
-        "kube-apiserver",
-        &bin_dir.join("kube-apiserver"),
-        [
-            format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".to_string(),
-            format!("--secure-port={api_port}"),
-            "--insecure-port=0".to_string(),
-            format!("--cert-dir={}", cert_dir.display()),
-            format!("--token-auth-file={}", tokens.display()),
-            "--authorization-mode=RBAC".to_string(),
-            "--service-account-issuer=https://kubernetes.default.svc".to_string(),
-            format!("--service-account-key-file={}", sa_key.display()),
-            format!("--service-account-signing-key-file={}", sa_key.display()),
-            "--service-cluster-ip-range=10.96.0.0/12".to_string(),
-            "--allow-privileged=true".to_string(),
-        ],
-        &api_dir,
-    )?);
+    let apiserver_args = vec![
+        format!("--etcd-servers={etcd_url}"),
+        "--bind-address=127.0.0.1".to_string(),
+        format!("--secure-port={api_port}"),
+        "--insecure-port=0".to_string(),
+        format!("--cert-dir={}", cert_dir.display()),
+        format!("--token-auth-file={}", tokens.display()),
+        "--authorization-mode=RBAC".to_string(),
+        "--service-account-issuer=https://kubernetes.default.svc".to_string(),
+        format!("--service-account-key-file={}", sa_key.display()),
+        format!("--service-account-signing-key-file={}", sa_key.display()),
+        "--service-cluster-ip-range=10.96.0.0/12".to_string(),
+        "--allow-privileged=true".to_string(),
+    ];
+    let apiserver = ApiServerCommand {
+        program: bin_dir.join("kube-apiserver"),
+        args: apiserver_args,
+        dir: api_dir.clone(),
+        ca: cert_dir.join("apiserver.crt"),
+    };
+    processes.push(Supervised::spawn("kube-apiserver", &apiserver.program, &apiserver.args, &apiserver.dir)?);
 
     let server = format!("https://127.0.0.1:{api_port}");
     let ca = cert_dir.join("apiserver.crt");
     let kubeconfig = kubeconfig_yaml(&server, &ca, token);
     let waited = wait_ready(&mut processes, &kubeconfig, &ca).await;
     match waited {
-        Ok(client) => Ok(Core { client, kubeconfig, server, processes }),
+        Ok(client) => Ok(Core { client, kubeconfig, server, processes, apiserver }),
         Err(e) => {
             let port_taken = processes.iter().any(|p| p.log_tail(200).contains("address already in use"));
             stop_in_order(&mut processes);
