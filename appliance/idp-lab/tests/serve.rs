@@ -24,6 +24,16 @@ struct Daemon {
     dns: u16,
 }
 
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // A failed assertion must not leave the daemon running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn command(home: &Path, ports: (u16, u16, u16)) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_idp-lab"));
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("IDP_LAB_") || k == "RUST_LOG") {

@@ -49,6 +49,24 @@ impl IsolatedEnv {
         Ok(Self { root, vars })
     }
 
+    /// Stops every lab daemon (`idp-lab serve`) of this home that is still running: a test
+    /// that failed before its `down` must not leave one behind. Dropping does this too.
+    pub fn stop_daemons(&self) {
+        let labs = self.idp_lab_home().join("labs");
+        for entry in std::fs::read_dir(&labs).into_iter().flatten().flatten() {
+            let pid_file = entry.path().join("daemon.pid");
+            let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok()) else { continue };
+            // Only an idp-lab serve of this home: never a recycled pid of something else.
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let ours = String::from_utf8_lossy(&environ).contains(&self.idp_lab_home().display().to_string());
+            if pid > 1 && cmdline.contains("idp-lab") && cmdline.contains(" serve") && ours {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+
     /// The temporary `IDP_LAB_HOME`.
     pub fn idp_lab_home(&self) -> PathBuf {
         self.root.path().join("idp-lab-home")
@@ -131,5 +149,11 @@ mod tests {
         let root = env.root().to_path_buf();
         drop(env);
         assert!(!root.exists(), "the temp dir is removed on drop");
+    }
+}
+
+impl Drop for IsolatedEnv {
+    fn drop(&mut self) {
+        self.stop_daemons();
     }
 }

@@ -385,6 +385,11 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar { name: "IDP_LAB_SKIP_LOG", owner: EnvOwner::TestBed, doc: "A file collecting one line per skipped test." },
     EnvVar { name: "IDP_LAB_TESTNODE_IMAGE", owner: EnvOwner::TestBed, doc: "The stand-in node image built once per test run." },
     EnvVar {
+        name: "IDP_LAB_ARTIFACTS",
+        owner: EnvOwner::TestBed,
+        doc: "Where tests save what a person may look at, such as the landing page's screenshot (default `~/.cache/idp-lab/artifacts`).",
+    },
+    EnvVar {
         name: "IDP_LAB_REAL_K3S_IMAGE",
         owner: EnvOwner::RealSuite,
         doc: "The rancher/k3s image the real-image suite runs (default: the pinned one).",
