@@ -100,7 +100,7 @@ pub enum Command {
     #[command(subcommand)]
     Dns(DnsCommand),
     /// List every route of the lab (HTTPRoutes) with its URL and health.
-    Urls(LabArgs),
+    Urls(TargetArgs),
     /// Open a service of the lab (or its landing page) in the browser.
     Open(OpenArgs),
     /// Check configuration files.

@@ -21,8 +21,7 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Gateway's loopback ports (to put the entry in front of another server).
 pub fn plan(lab: &Lab, settings: &Settings, gateway: &[SocketAddr]) -> Plan {
     let n = &settings.network;
-    // The custom suffix answers the bind address, or the LAN address when bound to all.
-    let answer = if n.bind_address.is_unspecified() { n.lan_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)) } else { n.bind_address };
+    let answer = custom_answer(n.bind_address, n.lan_ip);
     let gateway = if gateway.is_empty() {
         n.ports.gateway.iter().map(|g| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), g.https)).collect()
     } else {
@@ -41,6 +40,12 @@ pub fn plan(lab: &Lab, settings: &Settings, gateway: &[SocketAddr]) -> Plan {
         dns_forward: n.dns_forward.clone(),
         gateway,
     }
+}
+
+/// What a custom DNS suffix answers: the bind address, or the LAN address when bound to
+/// every address (loopback when there is none).
+fn custom_answer(bind: IpAddr, lan_ip: Option<IpAddr>) -> IpAddr {
+    if bind.is_unspecified() { lan_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)) } else { bind }
 }
 
 /// A daemon error as a failure with its exit code.
@@ -124,4 +129,19 @@ fn log_tail(path: &Path, lines: usize) -> String {
 /// The listeners of `info` as one short line: `https 127.0.0.1:443, dns udp+tcp ...`.
 pub fn listeners_line(info: &DaemonInfo) -> String {
     info.listeners.iter().filter(|l| l.name != "control").map(|l| format!("{} {}", l.name, l.address)).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_custom_suffix_answers_the_bind_address_or_the_lan_address_when_bound_to_all() {
+        let lan = Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20)));
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(custom_answer(lo, lan), lo);
+        assert_eq!(custom_answer(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)), lan), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(custom_answer(IpAddr::V4(Ipv4Addr::UNSPECIFIED), lan), lan.unwrap_or(lo));
+        assert_eq!(custom_answer(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), None), lo);
+    }
 }

@@ -1,9 +1,10 @@
 //! `idp-lab urls`: every route of the lab, from the cluster's HTTPRoutes, with the URL
 //! the HTTPS entry answers it on and its health (decided from the API, as the entry does).
 
-use crate::cli::{Global, LabArgs};
-use crate::exit::{Failure, NOT_FOUND};
-use crate::lab::{self, Lab, kube_failure};
+use crate::cli::{Global, LabArgs, TargetArgs};
+use crate::context::Context;
+use crate::exit::Failure;
+use crate::lab::{self, kube_failure};
 use crate::printer::{Printer, table};
 use idp_core::routes::{Health, Route};
 use serde::Serialize;
@@ -18,21 +19,21 @@ struct Url {
     reason: Option<String>,
 }
 
-pub fn run(global: &Global, printer: Printer, args: LabArgs) -> Result<(), Failure> {
-    let lab = Lab::load(global, &args)?;
-    let settings = lab.ctx.settings()?;
-    let path = lab::kubeconfig_path(&lab.dir());
-    let kubeconfig = std::fs::read_to_string(&path).map_err(|_| {
-        Failure::new(
-            NOT_FOUND,
-            format!("lab {:?} has no cluster to ask (no {}); `idp-lab up --name {}` makes it", lab.name, path.display(), lab.name),
-        )
-    })?;
+/// The lab's routes (`--name`, default `lab.name`), or a cluster's (`--kubeconfig`).
+pub fn run(global: &Global, printer: Printer, mut args: TargetArgs) -> Result<(), Failure> {
+    let ctx = Context::load(global, None)?;
+    if args.kubeconfig.is_none() && args.name.is_none() {
+        args.name = Some(ctx.config.lab.name.clone());
+    }
     let routes = lab::runtime()?.block_on(async {
-        let cluster = idp_kube::Cluster::from_kubeconfig(&kubeconfig, None).await.map_err(kube_failure)?;
+        let (cluster, _) = crate::manifests::connect(global, &args).await?;
         cluster.routes().await.map_err(kube_failure)
     })?;
-    let port = settings.network.ports.https;
+    // The URLs carry the lab's HTTPS port, as its entry serves them.
+    let port = match &args.name {
+        Some(name) => lab::Lab::load(global, &LabArgs { name: Some(name.clone()) })?.ctx.settings()?.network.ports.https,
+        None => ctx.settings()?.network.ports.https,
+    };
     let urls = rows(&routes, port);
     printer.result(
         || {
