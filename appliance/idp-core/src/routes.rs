@@ -196,11 +196,6 @@ impl RouteTable {
         RouteTable { routes }
     }
 
-    /// Every route, sorted by namespace and name.
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
-    }
-
     /// The route serving `host`: one naming it exactly, else the one with the longest
     /// matching wildcard; among equals, the first by namespace and name. A route with no
     /// hostnames matches every name, after all others.

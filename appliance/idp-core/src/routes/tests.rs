@@ -132,6 +132,9 @@ fn lookup_prefers_exact_then_the_longest_wildcard_then_catch_all() {
     assert_eq!(found("grafana.x.nip.io"), Some("long"));
     assert_eq!(found("x.nip.io"), Some("short"));
     assert_eq!(found("example.com"), Some("any"));
+    // Among equals, the first by namespace and name (the order `routes` sorts them in).
+    let twins = RouteTable::new(vec![route("first", &["argocd.x.nip.io"]), route("second", &["argocd.x.nip.io"])]);
+    assert_eq!(twins.lookup("argocd.x.nip.io").map(|r| r.name.as_str()), Some("first"));
     let narrow = RouteTable::new(vec![route("exact", &["argocd.x.nip.io"])]);
     assert_eq!(narrow.lookup("grafana.x.nip.io"), None);
 }
