@@ -116,6 +116,12 @@ pub fn scrubbed(vars: impl IntoIterator<Item = (OsString, OsString)>) -> BTreeMa
         .collect()
 }
 
+impl Drop for IsolatedEnv {
+    fn drop(&mut self) {
+        self.stop_daemons();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,11 +155,5 @@ mod tests {
         let root = env.root().to_path_buf();
         drop(env);
         assert!(!root.exists(), "the temp dir is removed on drop");
-    }
-}
-
-impl Drop for IsolatedEnv {
-    fn drop(&mut self) {
-        self.stop_daemons();
     }
 }
