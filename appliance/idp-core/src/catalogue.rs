@@ -176,9 +176,9 @@ pub struct Component {
     /// Upstream chart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chart: Option<Chart>,
-    /// Upstream manifest file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<Upstream>,
+    /// Upstream manifest files, applied in this order before the chart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<Upstream>,
     /// Project-authored manifest files, in apply order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manifests: Vec<String>,
@@ -252,14 +252,19 @@ fn check(c: &Component, dir: &str, file: &str) -> Result<(), CatalogueError> {
     if c.name != dir || !crate::config::is_name(&c.name) {
         return Err(err(file, format!("name \"{}\" must equal its folder \"{dir}\" and be a lowercase RFC 1123 label", c.name)));
     }
-    if c.chart.is_none() && c.upstream.is_none() && c.manifests.is_empty() {
+    if c.chart.is_none() && c.upstream.is_empty() && c.manifests.is_empty() {
         return Err(err(file, "a component needs at least one of chart, upstream, manifests"));
     }
-    if let Some(up) = &c.upstream {
+    for up in &c.upstream {
         let hex = up.sha256.len() == 64 && up.sha256.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase());
         if !(hex || up.sha256 == "unverified") || !up.url.starts_with("https://") {
             return Err(err(file, "upstream needs an https:// url and a lowercase hex sha256 (or \"unverified\")"));
         }
+    }
+    let mut urls: Vec<&str> = c.upstream.iter().map(|u| u.url.as_str()).collect();
+    urls.sort_unstable();
+    if let Some(w) = urls.windows(2).find(|w| w[0] == w[1]) {
+        return Err(err(file, format!("upstream lists {} twice", w[0])));
     }
     let mut files: Vec<&str> = c.manifests.iter().map(String::as_str).collect();
     if let Some(chart) = &c.chart {

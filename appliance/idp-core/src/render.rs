@@ -150,7 +150,7 @@ fn file_error(c: &Component, file: &str, message: impl Into<String>) -> RenderEr
 
 fn render_component(config: &Config, c: &Component, vars: &Vars) -> Result<RenderedComponent, RenderError> {
     let mut items = Vec::new();
-    if let Some(up) = &c.upstream {
+    for up in &c.upstream {
         items.push(Item::Reference { url: up.url.clone(), sha256: up.sha256.clone(), version: up.version.clone() });
     }
     if let (Some(chart), Delivery::HelmController) = (&c.chart, c.delivery) {

@@ -206,8 +206,11 @@ fn bootstrap_helm_charts_are_pinned() {
     let vault = yaml::parse_document(s(&find(&r, "HelmChart", "vault")["spec"]["valuesContent"])).expect("values parse");
     assert!(s(&vault["server"]["livenessProbe"]["path"]).contains("sealedcode=204"));
     let gateway_crds = r.components.iter().find(|c| c.name == "gateway-api-crds").expect("gateway-api-crds");
-    assert!(matches!(&gateway_crds.items[0], Item::Reference { url, version, .. }
-        if url == "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.1/standard-install.yaml" && version == "v1.2.1"));
+    // The five standard-channel CRD files of the tag, each with its sha256.
+    assert_eq!(gateway_crds.items.len(), 5);
+    assert!(matches!(&gateway_crds.items[0], Item::Reference { url, sha256, version }
+        if url == "https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/v1.2.1/config/crd/standard/gateway.networking.k8s.io_gatewayclasses.yaml"
+            && sha256 == "f0dcbdd9fb49b4562dad27ceec96078b3846611708464120598949cd2ab1e765" && version == "v1.2.1"));
 }
 
 /// Cilium writes its CNI configuration where k3s (flannel off) reads it, the same

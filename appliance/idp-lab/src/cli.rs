@@ -91,6 +91,9 @@ pub enum Command {
     /// Work with the pinned image lists.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// The lock of every artifact the platform needs: show it, or resolve it (connected).
+    #[command(subcommand)]
+    Lock(LockCommand),
     /// The lab CA: print it, or add it to and remove it from the host's trust stores.
     #[command(subcommand)]
     Trust(TrustCommand),
@@ -142,6 +145,36 @@ pub enum ImagesCommand {
     List,
     /// Copy images from the host's Docker, or image tarballs, into every node.
     Import(ImportArgs),
+}
+
+/// `lock` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// List the lock's entries, verified or not, with the profiles that need them; with
+    /// --profile or --config, the entries of that configuration and what the lock lacks.
+    Show(LockShowArgs),
+    /// Resolve every entry it can reach (registries, chart repositories, files); the rest
+    /// stays `unverified` with the reason.
+    Update(LockUpdateArgs),
+}
+
+/// `lock show` options.
+#[derive(Debug, Args)]
+pub struct LockShowArgs {
+    /// A lock file instead of the embedded one.
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+}
+
+/// `lock update` options.
+#[derive(Debug, Args)]
+pub struct LockUpdateArgs {
+    /// The lock to resolve (default: the embedded one).
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+    /// Where to write the result (default: the --lock file; without either, stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// Which lab a command acts on.

@@ -9,6 +9,7 @@ mod down;
 mod images;
 mod kubeconfig;
 mod list;
+mod lock;
 mod logs;
 mod open;
 mod profiles;
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Diff(args) => diff::run(&cli.global, printer, args),
         Command::Render(args) => render::run(&cli.global, printer, args),
         Command::Images(cmd) => images::run(&cli.global, printer, cmd),
+        Command::Lock(cmd) => lock::run(&cli.global, printer, cmd),
         Command::Trust(cmd) => trust::run(&cli.global, printer, cmd),
         Command::Serve(args) => serve::run(&cli.global, printer, args),
         Command::Dns(cmd) => dns::run(&cli.global, printer, cmd),
