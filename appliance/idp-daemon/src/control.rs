@@ -5,7 +5,7 @@
 //! | --------------- | ---------------------------------------------------------- |
 //! | `GET /healthz`  | 200 and [`DaemonInfo`] as JSON                             |
 //! | `GET /routes`   | 200 and the route watch's latest snapshot as JSON          |
-//! | `POST /reload`  | re-reads the kubeconfig and restarts the route watch: 200, or 500 with the error |
+//! | `POST /reload`  | starts the registry if its address exists now, re-reads the kubeconfig and restarts the route watch: 200, or 500 with the error |
 //! | anything else   | 404 (405 for a known path with another method)             |
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -28,6 +28,7 @@ use crate::{DaemonError, DaemonInfo, Routes};
 pub(crate) struct State {
     pub(crate) info: DaemonInfo,
     pub(crate) routes: Arc<Routes>,
+    pub(crate) registry: Arc<crate::network::LabRegistry>,
     pub(crate) snapshot: watch::Receiver<RouteSnapshot>,
 }
 
@@ -47,13 +48,24 @@ pub(crate) fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
 /// a socket).
 pub(crate) async fn route(state: &State, method: &Method, path: &str) -> (StatusCode, String) {
     match (method, path) {
-        (&Method::GET, "/healthz") => (StatusCode::OK, serde_json::to_string(&state.info).unwrap_or_default()),
+        (&Method::GET, "/healthz") => {
+            let mut info = state.info.clone();
+            let at = info.listeners.iter().position(|l| l.name == "control").unwrap_or(info.listeners.len());
+            let late = state.registry.listeners().await;
+            info.listeners.splice(at..at, late);
+            (StatusCode::OK, serde_json::to_string(&info).unwrap_or_default())
+        }
         (&Method::GET, "/routes") => {
             let snapshot = state.snapshot.borrow().clone();
             let body = serde_json::json!({"synced": snapshot.synced, "error": snapshot.error, "routes": snapshot.routes});
             (StatusCode::OK, body.to_string())
         }
-        (&Method::POST, "/reload") => match state.routes.restart().await {
+        (&Method::POST, "/reload") => match async {
+            state.registry.ensure_started().await?;
+            state.routes.restart().await
+        }
+        .await
+        {
             Ok(()) => (StatusCode::OK, r#"{"reloaded":true}"#.to_owned()),
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": e.to_string()}).to_string()),
         },

@@ -17,6 +17,7 @@
 
 pub mod control;
 mod error;
+mod network;
 mod pidfile;
 
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +35,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use error::DaemonError;
+pub use network::{NETWORK_FILE, NodeDnsPlan, RegistryPlan, write_network};
 pub use pidfile::{DaemonState, status, stop};
 
 /// The pid file, locked while the daemon runs.
@@ -75,6 +77,10 @@ pub struct Plan {
     pub dns_forward: Vec<SocketAddr>,
     /// The Gateway's HTTPS ports on loopback, in failover order.
     pub gateway: Vec<SocketAddr>,
+    /// The lab's registry, when it has a network to serve it on.
+    pub registry: Option<RegistryPlan>,
+    /// The DNS answer for the lab's nodes, when it has a network to serve it on.
+    pub node_dns: Option<NodeDnsPlan>,
 }
 
 /// What a running daemon serves, as `daemon.json` and the control endpoint's
@@ -97,7 +103,7 @@ pub struct DaemonInfo {
 /// One socket the daemon listens on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listener {
-    /// What it serves: `https`, `http`, `dns` or `control`.
+    /// What it serves: `https`, `http`, `dns`, `node-dns`, `registry` or `control`.
     pub name: String,
     /// Where: `127.0.0.1:443`, `udp+tcp 127.0.0.1:53`, or the socket's path.
     pub address: String,
@@ -203,6 +209,12 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), DaemonEr
     let info = DaemonInfo { lab: plan.lab.clone(), pid: std::process::id(), version: env!("CARGO_PKG_VERSION").into(), started, listeners };
 
     let routes = Arc::new(Routes { dir: plan.dir.clone(), sender, task: Mutex::new(None), shutdown: shutdown.child_token() });
+    let node_dns = plan.node_dns.clone().map(|d| (d, plan.zones.clone()));
+    let registry = Arc::new(network::LabRegistry::new(plan.dir.clone(), plan.registry.clone(), node_dns, shutdown.child_token()));
+    if let Err(e) = registry.ensure_started().await {
+        // The rest still serves; `reload` tries again.
+        tracing::warn!(error = %e, "the registry did not start");
+    }
     if let Err(e) = routes.restart().await {
         // The entry still serves (everything passes through); `reload` tries again.
         tracing::warn!(error = %e, "the route watch did not start");
@@ -225,7 +237,7 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), DaemonEr
         let answers = Answers::new(plan.zones.clone()).with_forward(plan.dns_forward.clone());
         servers.spawn(async move { ("dns", idp_edge::serve_dns(udp, tcp, answers, token.cancelled_owned()).await.map_err(edge)) });
     }
-    let state = Arc::new(control::State { info: info.clone(), routes: routes.clone(), snapshot: receiver });
+    let state = Arc::new(control::State { info: info.clone(), routes: routes.clone(), registry: registry.clone(), snapshot: receiver });
     servers.spawn({
         let token = shutdown.child_token();
         async move { ("control", control::serve(control_listener, state, token).await) }
@@ -257,6 +269,7 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), DaemonEr
         tracing::warn!("servers still running after the shutdown timeout are stopped");
         servers.abort_all();
     }
+    let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, registry.stopped()).await;
     let _ = std::fs::remove_file(&socket_path);
     pidfile::release(&plan.dir, lock);
     tracing::info!(lab = %plan.lab, "lab daemon stopped");

@@ -6,11 +6,14 @@ use crate::exit::{CONFLICT, Failure, IO, PORT, TIMEOUT};
 use crate::lab::{self, Lab};
 use idp_core::names::Zones;
 use idp_core::settings::Settings;
-use idp_daemon::{DaemonError, DaemonInfo, DaemonState, LOG_FILE, Plan};
+use idp_daemon::{DaemonError, DaemonInfo, DaemonState, LOG_FILE, NodeDnsPlan, Plan, RegistryPlan};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The registry's port on the lab network's gateway address (k3d's and kind's usual one).
+pub const REGISTRY_PORT: u16 = 5000;
 
 /// How long a detached daemon has to answer on its control socket.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -39,7 +42,18 @@ pub fn plan(lab: &Lab, settings: &Settings, gateway: &[SocketAddr]) -> Plan {
         zones: Zones::new(Some(&n.dns_suffix), answer),
         dns_forward: n.dns_forward.clone(),
         gateway,
+        // On the lab network's gateway address, once `up` made the network (NETWORK_FILE).
+        registry: Some(RegistryPlan { port: REGISTRY_PORT, layout: None, local_dir: lab.dir().join("registry") }),
+        // Not when the lab's own DNS answer already listens there (bound to all on 53).
+        node_dns: (!(n.bind_address.is_unspecified() && n.ports.dns == Some(53)))
+            .then(|| NodeDnsPlan { port: 53, forward: node_dns_forward(&n.dns_forward, &idp_host::net::nameservers()) }),
     }
+}
+
+/// Where the nodes' DNS answer sends names that are not the lab's: `network.dns_forward`,
+/// else the host's own resolvers on port 53.
+fn node_dns_forward(configured: &[SocketAddr], host: &[IpAddr]) -> Vec<SocketAddr> {
+    if configured.is_empty() { host.iter().map(|ip| SocketAddr::new(*ip, 53)).collect() } else { configured.to_vec() }
 }
 
 /// What a custom DNS suffix answers: the bind address, or the LAN address when bound to
@@ -137,11 +151,20 @@ mod tests {
 
     #[test]
     fn a_custom_suffix_answers_the_bind_address_or_the_lan_address_when_bound_to_all() {
-        let lan = Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20)));
+        let lan_ip = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20));
+        let lan = Some(lan_ip);
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         assert_eq!(custom_answer(lo, lan), lo);
         assert_eq!(custom_answer(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)), lan), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)));
-        assert_eq!(custom_answer(IpAddr::V4(Ipv4Addr::UNSPECIFIED), lan), lan.unwrap_or(lo));
+        assert_eq!(custom_answer(IpAddr::V4(Ipv4Addr::UNSPECIFIED), lan), lan_ip);
         assert_eq!(custom_answer(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), None), lo);
+    }
+
+    #[test]
+    fn the_nodes_dns_forwards_to_the_configured_resolvers_else_the_hosts() {
+        let host = [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 53)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))];
+        let configured: SocketAddr = "9.9.9.9:53".parse().expect("addr");
+        assert_eq!(node_dns_forward(&[configured], &host), [configured]);
+        assert_eq!(node_dns_forward(&[], &host), ["127.0.0.53:53".parse::<SocketAddr>().expect("a"), "10.0.0.1:53".parse().expect("b")]);
     }
 }

@@ -105,7 +105,21 @@ fn lab_daemon_serves(lab: &Lab, up: &Value, status: &Value) -> u32 {
     let https = status["ports"]["https"].as_u64().expect("https port");
     let dns = status["ports"]["dns"].as_u64().expect("dns port");
     let names: Vec<&str> = status["daemon"]["listeners"].as_array().expect("listeners").iter().filter_map(|l| l["name"].as_str()).collect();
-    assert_eq!(names, ["https", "http", "dns", "control"], "{status}");
+    assert_eq!(names, ["https", "http", "dns", "node-dns", "registry", "control"], "{status}");
+    // The registry and the nodes' DNS answer listen on the lab network's gateway address,
+    // which the nodes reach.
+    let gateway = status["network"]["subnet"].as_str().expect("subnet").trim_end_matches("0/24").to_owned() + "1";
+    let node = format!("{}-server-0", lab.name);
+    let v2 = std::process::Command::new("docker")
+        .args(["exec", &node, "/bin/busybox", "wget", "-q", "-O", "-", &format!("http://{gateway}:5000/v2/")])
+        .output()
+        .expect("docker exec");
+    assert_eq!(String::from_utf8_lossy(&v2.stdout).trim(), "{}", "the registry from a node: {}", stderr(&v2));
+    let node_dig = std::process::Command::new("dig")
+        .args([&format!("@{gateway}"), "+short", "+time=5", "argocd.127-0-0-1.nip.io"])
+        .output()
+        .expect("dig");
+    assert_eq!(String::from_utf8_lossy(&node_dig.stdout).trim(), "127.0.0.1", "the nodes' DNS answer");
     let ca = lab.state_dir().join("ca/ca.crt");
     let curl = std::process::Command::new("curl")
         .args(["-sS", "--max-time", "10", "--cacert"])

@@ -16,7 +16,8 @@ fn state(dir: &Path) -> (State, watch::Sender<RouteSnapshot>) {
         started: 1,
         listeners: vec![Listener { name: "https".into(), address: "127.0.0.1:8443".into() }],
     };
-    (State { info, routes, snapshot: receiver }, sender)
+    let registry = Arc::new(crate::network::LabRegistry::new(dir.to_path_buf(), None, None, CancellationToken::new()));
+    (State { info, routes, registry, snapshot: receiver }, sender)
 }
 
 #[tokio::test]

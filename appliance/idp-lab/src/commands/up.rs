@@ -241,7 +241,8 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
             }
         }
     }
-    let daemon_ports = settings.network.ports.clone();
+    // What the daemon was started with: a port or the subnet chosen again below restarts it.
+    let daemon_started_with = (settings.network.ports.clone(), subnet);
     let host = HostInputs {
         token: lab::token(&lab.dir())?,
         nameservers: idp_host::net::nameservers(),
@@ -324,6 +325,8 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
         steps.done("nodes: all running and unchanged");
     }
     drop(reservation);
+    // The network exists now: the daemon may serve the nodes on its gateway address.
+    idp_daemon::write_network(&lab.dir(), std::net::IpAddr::V4(plan.network.gateway)).map_err(crate::daemon::failure)?;
 
     // The kubeconfig, then the API's word on the nodes.
     steps.start("API");
@@ -351,8 +354,9 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
     // The lab daemon: started, or told to re-read the kubeconfig (a reboot left the nodes
     // to Docker's restart policy and the daemon gone: this brings it back).
     steps.start("lab daemon");
-    if settings.network.ports != daemon_ports {
-        // A Gateway port was replaced while the nodes were made: the daemon starts anew.
+    if (settings.network.ports.clone(), subnet) != daemon_started_with {
+        // A Gateway port or the subnet was replaced while the nodes were made: the daemon,
+        // which serves on the lab network's address, starts anew.
         idp_daemon::stop(&lab.dir(), crate::daemon::STOP_TIMEOUT).map_err(crate::daemon::failure)?;
     }
     let daemon = match crate::daemon::ensure_running(global, lab).await {
