@@ -34,6 +34,9 @@ pub const TOKEN_PATH: &str = "/etc/rancher/k3s/token";
 pub const CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
 /// Where the registries file lives.
 pub const REGISTRIES_PATH: &str = "/etc/rancher/k3s/registries.yaml";
+/// The port of the lab's registry on the lab network's gateway address (the lab daemon
+/// serves it there; k3d's and kind's usual port).
+pub const REGISTRY_PORT: u16 = 5000;
 /// The resolv.conf k3s hands to pods (`--resolv-conf`).
 pub const RESOLV_PATH: &str = "/etc/rancher/k3s/resolv.conf";
 /// k3s' auto-deploy manifests directory (servers).
@@ -364,13 +367,12 @@ pub fn cluster_plan(settings: &Settings, subnet: Subnet, mtu: Option<u32>) -> Cl
             NodeFile { path: CONFIG_PATH.to_owned(), mode: 0o600, content: FileContent::Text(config_yaml) },
             NodeFile { path: RESOLV_PATH.to_owned(), mode: 0o644, content: FileContent::ResolvConf },
         ];
-        if !settings.registry.mirrors.is_empty() {
-            files.push(NodeFile {
-                path: REGISTRIES_PATH.to_owned(),
-                mode: 0o644,
-                content: FileContent::Text(registries_yaml(&settings.registry.mirrors)),
-            });
-        }
+        // The lab's own registry (plain HTTP on the lab network), as KEP-1755's local
+        // registry is reached, beside the configured mirrors.
+        let mut mirrors = settings.registry.mirrors.clone();
+        let lab_registry = format!("{}:{REGISTRY_PORT}", network.gateway);
+        mirrors.entry(lab_registry.clone()).or_insert_with(|| vec![format!("http://{lab_registry}")]);
+        files.push(NodeFile { path: REGISTRIES_PATH.to_owned(), mode: 0o644, content: FileContent::Text(registries_yaml(&mirrors)) });
         let mut ports = Vec::new();
         if role == NodeRole::Server && index == 0 {
             ports.push(PortPublish {

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The registry's port on the lab network's gateway address (k3d's and kind's usual one).
-pub const REGISTRY_PORT: u16 = 5000;
+pub use idp_core::cluster::REGISTRY_PORT;
 
 /// How long a detached daemon has to answer on its control socket.
 const START_TIMEOUT: Duration = Duration::from_secs(15);

@@ -115,6 +115,10 @@ fn lab_daemon_serves(lab: &Lab, up: &Value, status: &Value) -> u32 {
         .output()
         .expect("docker exec");
     assert_eq!(String::from_utf8_lossy(&v2.stdout).trim(), "{}", "the registry from a node: {}", stderr(&v2));
+    let registries =
+        std::process::Command::new("docker").args(["exec", &node, "cat", "/etc/rancher/k3s/registries.yaml"]).output().expect("cat");
+    let registries = String::from_utf8_lossy(&registries.stdout);
+    assert!(registries.contains(&format!("\"{gateway}:5000\":")) && registries.contains(&format!("http://{gateway}:5000")), "{registries}");
     let node_dig = std::process::Command::new("dig")
         .args([&format!("@{gateway}"), "+short", "+time=5", "argocd.127-0-0-1.nip.io"])
         .output()

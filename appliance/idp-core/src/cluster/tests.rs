@@ -182,8 +182,18 @@ fn files_for_nodes() {
     let yaml = registries_yaml(&BTreeMap::from([("docker.io".to_owned(), vec!["http://10.0.0.2:5000".to_owned()])]));
     assert!(yaml.contains("docker.io") && yaml.contains("http://10.0.0.2:5000"), "{yaml}");
     let with_mirrors = cluster_plan(&settings("[registry]\nmirrors = { \"docker.io\" = [\"http://m:5000\"] }\n"), subnet(), None);
-    assert!(with_mirrors.nodes[0].files.iter().any(|f| f.path == REGISTRIES_PATH));
-    assert!(!standard().nodes[0].files.iter().any(|f| f.path == REGISTRIES_PATH));
+    let registries = |plan: &ClusterPlan| -> String {
+        match plan.nodes[0].files.iter().find(|f| f.path == REGISTRIES_PATH).map(|f| &f.content) {
+            Some(FileContent::Text(text)) => text.clone(),
+            other => panic!("no registries.yaml: {other:?}"),
+        }
+    };
+    let gateway = format!("{}:{REGISTRY_PORT}", standard().network.gateway);
+    let both = registries(&with_mirrors);
+    assert!(both.contains("http://m:5000") && both.contains(&format!("http://{gateway}")), "{both}");
+    // Every lab's nodes reach the lab's own registry, over plain HTTP on the lab network.
+    let own = registries(&standard());
+    assert!(own.contains(&format!("\"{gateway}\":")) && own.contains(&format!("http://{gateway}")) && !own.contains("docker.io"), "{own}");
 }
 
 #[test]
