@@ -19,8 +19,8 @@
 //! - A backend of another kind than Service (an `InferencePool`, say) is not checked.
 //! - Hostnames compare without case. `*.example.com` matches any name with at least one
 //!   more label (`a.example.com`, `a.b.example.com`), never `example.com` itself, as the
-//!   Gateway API defines it. [`RouteTable::lookup`] prefers an exact hostname, then the
-//!   longest wildcard.
+//!   Gateway API defines it. [`lookup`] prefers an exact hostname, then the longest
+//!   wildcard.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -184,44 +184,27 @@ pub fn hostname_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// The routes, for finding which one serves a hostname.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RouteTable {
-    routes: Vec<Route>,
-}
-
-impl RouteTable {
-    /// A table of `routes`.
-    pub fn new(routes: Vec<Route>) -> RouteTable {
-        RouteTable { routes }
-    }
-
-    /// The route serving `host`: one naming it exactly, else the one with the longest
-    /// matching wildcard; among equals, the first by namespace and name. A route with no
-    /// hostnames matches every name, after all others.
-    pub fn lookup(&self, host: &str) -> Option<&Route> {
-        // Rank: exact (3), wildcard by suffix length (2), no hostnames (1).
-        let rank = |route: &Route| -> Option<(u8, usize)> {
-            if route.hostnames.is_empty() {
-                return Some((1, 0));
-            }
-            route
-                .hostnames
-                .iter()
-                .filter(|p| hostname_matches(p, host))
-                .map(|p| if p.starts_with("*.") { (2, p.len()) } else { (3, 0) })
-                .max()
-        };
-        let mut best: Option<(&Route, (u8, usize))> = None;
-        for route in &self.routes {
-            if let Some(r) = rank(route)
-                && best.is_none_or(|(_, b)| r > b)
-            {
-                best = Some((route, r));
-            }
+/// The route of `routes` serving `host`: one naming it exactly, else the one with the
+/// longest matching wildcard; among equals, the first in `routes` (sorted by namespace
+/// and name, as [`routes`] returns them). A route with no hostnames matches every name,
+/// after all others.
+pub fn lookup<'a>(routes: &'a [Route], host: &str) -> Option<&'a Route> {
+    // Rank: exact (3), wildcard by suffix length (2), no hostnames (1).
+    let rank = |route: &Route| -> Option<(u8, usize)> {
+        if route.hostnames.is_empty() {
+            return Some((1, 0));
         }
-        best.map(|(route, _)| route)
+        route.hostnames.iter().filter(|p| hostname_matches(p, host)).map(|p| if p.starts_with("*.") { (2, p.len()) } else { (3, 0) }).max()
+    };
+    let mut best: Option<(&Route, (u8, usize))> = None;
+    for route in routes {
+        if let Some(r) = rank(route)
+            && best.is_none_or(|(_, b)| r > b)
+        {
+            best = Some((route, r));
+        }
     }
+    best.map(|(route, _)| route)
 }
 
 #[cfg(test)]

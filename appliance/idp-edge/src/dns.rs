@@ -165,9 +165,6 @@ struct Handler {
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
-        let query = request.queries.queries().first();
-        let name = query.map(|query| query.original().name().to_string()).unwrap_or_default();
-        let qtype = query.map(|query| query.query_type().to_string()).unwrap_or_default();
         let info = match self.respond(request, &mut response).await {
             Ok(info) => info,
             Err(error) => {
@@ -177,16 +174,22 @@ impl RequestHandler for Handler {
                 return ResponseInfo::from(hickory_server::proto::op::Header { metadata, counts: Default::default() });
             }
         };
-        tracing::debug!(
-            target: "idp_edge::dns",
-            src = %request.src(),
-            proto = %request.protocol(),
-            %name,
-            %qtype,
-            rcode = %info.response_code,
-            answers = info.counts().answers,
-            "query"
-        );
+        // The name and type are formatted only when the line is wanted (it is per query).
+        if tracing::enabled!(target: "idp_edge::dns", tracing::Level::DEBUG) {
+            let query = request.queries.queries().first();
+            let name = query.map(|query| query.original().name().to_string()).unwrap_or_default();
+            let qtype = query.map(|query| query.query_type().to_string()).unwrap_or_default();
+            tracing::debug!(
+                target: "idp_edge::dns",
+                src = %request.src(),
+                proto = %request.protocol(),
+                %name,
+                %qtype,
+                rcode = %info.response_code,
+                answers = info.counts().answers,
+                "query"
+            );
+        }
         info
     }
 }

@@ -42,7 +42,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use idp_core::routes::{Route, RouteTable};
+use idp_core::routes::Route;
 use idp_kube::RouteSnapshot;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject as _;
@@ -67,6 +67,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connections in flight may go on after shutdown is asked for.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The buffer of each direction of a passed-through connection (a TLS record's size).
+const COPY_BUFFER: usize = 16 * 1024 + 256;
 /// The largest ClientHello read (a post-quantum key share makes one ~2 KB).
 const MAX_HELLO: usize = 64 * 1024;
 /// A fatal TLS alert, `unrecognized_name` (112), as a plaintext TLS 1.2 record.
@@ -159,8 +161,7 @@ fn decide(suffix: &str, sni: Option<&str>, snapshot: &RouteSnapshot) -> Decision
     if !under {
         return Decision::Reject;
     }
-    let table = RouteTable::new(snapshot.routes.clone());
-    match table.lookup(&name) {
+    match idp_core::routes::lookup(&snapshot.routes, &name) {
         Some(route) if route.health.is_ready() => Decision::Forward(Some(route_name(route))),
         Some(route) => Decision::Unavailable { route: route_name(route), reason: route_reason(route) },
         None if snapshot.synced => Decision::NotFound,
@@ -309,15 +310,14 @@ async fn connect_upstream(gateway: &[SocketAddr], hello: &[u8]) -> Result<(TcpSt
                 .map_err(|e| e.to_string())?;
             let _ = upstream.set_nodelay(true);
             upstream.write_all(hello).await.map_err(|e| e.to_string())?;
-            let mut answer = vec![0u8; 16 * 1024];
-            let n = tokio::time::timeout(ANSWER_TIMEOUT, upstream.read(&mut answer))
+            let mut answer = Vec::with_capacity(COPY_BUFFER);
+            let n = tokio::time::timeout(ANSWER_TIMEOUT, upstream.read_buf(&mut answer))
                 .await
                 .map_err(|_| "no answer to the ClientHello in time".to_owned())?
                 .map_err(|e| e.to_string())?;
             if n == 0 {
                 return Err("closed without answering (nothing listens on the node port)".to_owned());
             }
-            answer.truncate(n);
             Ok::<_, String>((upstream, answer))
         };
         match attempt.await {
@@ -335,14 +335,41 @@ async fn connect_upstream(gateway: &[SocketAddr], hello: &[u8]) -> Result<(TcpSt
 }
 
 /// Joins the client and the Gateway, after sending the client `answer`; the bytes each
-/// way (client to Gateway after the ClientHello, Gateway to client).
+/// way (client to Gateway after the ClientHello, Gateway to client). When either side
+/// ends (or fails), both connections are closed, as nginx's stream proxy does without
+/// `proxy_half_close`: TLS has its own close, so nothing is lost, and a client's close
+/// is never written into a Gateway connection that is gone.
 async fn pass_through(mut client: TcpStream, mut upstream: TcpStream, answer: &[u8]) -> (u64, u64) {
     if client.write_all(answer).await.is_err() {
         return (0, 0);
     }
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((up, down)) => (up, down + answer.len() as u64),
-        Err(_) => (0, answer.len() as u64),
+    let (mut client_read, mut client_write) = client.split();
+    let (mut upstream_read, mut upstream_write) = upstream.split();
+    let (mut up, mut down) = (0u64, answer.len() as u64);
+    tokio::select! {
+        () = copy_counting(&mut client_read, &mut upstream_write, &mut up) => {}
+        () = copy_counting(&mut upstream_read, &mut client_write, &mut down) => {}
+    }
+    (up, down)
+}
+
+/// Copies `from` to `to` until `from` ends or either fails, counting into `count` (so
+/// the count is right whichever side ends first).
+async fn copy_counting<R, W>(from: &mut R, to: &mut W, count: &mut u64)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+        *count += n as u64;
     }
 }
 

@@ -121,20 +121,16 @@ fn lookup_prefers_exact_then_the_longest_wildcard_then_catch_all() {
         backends: Vec::new(),
         health: Health::Ready,
     };
-    let table = RouteTable::new(vec![
-        route("any", &[]),
-        route("exact", &["argocd.x.nip.io"]),
-        route("short", &["*.nip.io"]),
-        route("long", &["*.x.nip.io"]),
-    ]);
-    let found = |host: &str| table.lookup(host).map(|r| r.name.as_str());
+    let table =
+        vec![route("any", &[]), route("exact", &["argocd.x.nip.io"]), route("short", &["*.nip.io"]), route("long", &["*.x.nip.io"])];
+    let found = |host: &str| lookup(&table, host).map(|r| r.name.as_str());
     assert_eq!(found("argocd.x.nip.io"), Some("exact"));
     assert_eq!(found("grafana.x.nip.io"), Some("long"));
     assert_eq!(found("x.nip.io"), Some("short"));
     assert_eq!(found("example.com"), Some("any"));
     // Among equals, the first by namespace and name (the order `routes` sorts them in).
-    let twins = RouteTable::new(vec![route("first", &["argocd.x.nip.io"]), route("second", &["argocd.x.nip.io"])]);
-    assert_eq!(twins.lookup("argocd.x.nip.io").map(|r| r.name.as_str()), Some("first"));
-    let narrow = RouteTable::new(vec![route("exact", &["argocd.x.nip.io"])]);
-    assert_eq!(narrow.lookup("grafana.x.nip.io"), None);
+    let twins = [route("first", &["argocd.x.nip.io"]), route("second", &["argocd.x.nip.io"])];
+    assert_eq!(lookup(&twins, "argocd.x.nip.io").map(|r| r.name.as_str()), Some("first"));
+    let narrow = [route("exact", &["argocd.x.nip.io"])];
+    assert_eq!(lookup(&narrow, "grafana.x.nip.io"), None);
 }

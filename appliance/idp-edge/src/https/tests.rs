@@ -82,3 +82,33 @@ fn the_redirect_keeps_path_and_query_and_names_the_https_port() {
     let other = Request::builder().uri("/").header("host", "example.com").body(()).expect("request");
     assert_eq!(redirect("x.nip.io", 443, peer, &other).status(), StatusCode::NOT_FOUND);
 }
+
+/// A connected pair of loopback sockets.
+async fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (a, b) = tokio::join!(TcpStream::connect(listener.local_addr().expect("addr")), listener.accept());
+    (a.expect("connect"), b.expect("accept").0)
+}
+
+#[tokio::test]
+async fn pass_through_counts_both_ways_and_closes_both_when_one_side_ends() {
+    let (mut client, client_side) = pair().await;
+    let (upstream_side, mut upstream) = pair().await;
+    let joined = tokio::spawn(async move { pass_through(client_side, upstream_side, b"HELLO").await });
+    let mut hello = [0u8; 5];
+    client.read_exact(&mut hello).await.expect("the answer first");
+    assert_eq!(&hello, b"HELLO");
+    client.write_all(b"ping!!").await.expect("write");
+    let mut ping = [0u8; 6];
+    upstream.read_exact(&mut ping).await.expect("forwarded");
+    upstream.write_all(b"pong").await.expect("write");
+    let mut pong = [0u8; 4];
+    client.read_exact(&mut pong).await.expect("back");
+    // The Gateway ends: the client's side is closed too, and the counts are whole.
+    drop(upstream);
+    let (up, down) = tokio::time::timeout(Duration::from_secs(5), joined).await.expect("ends").expect("joins");
+    assert_eq!((up, down), (6, 5 + 4));
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await.expect("closed");
+    assert!(read.is_ok_and(|n| n == 0), "the client's connection is closed");
+}
