@@ -139,7 +139,11 @@ async fn the_landing_page_lists_the_api_servers_routes_and_follows_them_live() {
     apply(&cp, &svc, service("dex")).await;
     apply(&cp, &ep, endpoints("dex", true)).await;
     apply(&cp, &route, httproute("dex")).await;
-    wait_for(&mut receiver, "dex after the API server restarted", |s| s.routes.iter().any(|r| r.name == "dex")).await;
+    // Both watches must have come back: the route, and its Endpoints (ready).
+    wait_for(&mut receiver, "dex, ready, after the API server restarted", |s| {
+        s.routes.iter().any(|r| r.name == "dex" && r.health.is_ready())
+    })
+    .await;
     let landing = curl.get(&[], "", "/").await;
     assert!(landing.body.contains("dex.127-0-0-1.nip.io") && landing.body.contains("4 of 5 routes ready"), "{}", landing.body);
 
