@@ -94,6 +94,9 @@ pub enum Command {
     /// The lock of every artifact the platform needs: show it, or resolve it (connected).
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Offline bundles (tarred OCI layouts): pull the locked artifacts, verify, inspect.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
     /// The lab CA: print it, or add it to and remove it from the host's trust stores.
     #[command(subcommand)]
     Trust(TrustCommand),
@@ -175,6 +178,50 @@ pub struct LockUpdateArgs {
     /// Where to write the result (default: the --lock file; without either, stdout).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// `bundle` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Pull every artifact the profile's lock entries name (plus --image) into FILE, a
+    /// tarred OCI image layout; an interrupted run resumes from FILE.partial/.
+    Create(BundleCreateArgs),
+    /// Re-hash every blob and check that every artifact reaches only present blobs; exit 2
+    /// on any mismatch, naming the artifact and the blob.
+    Verify(BundleFileArgs),
+    /// List the artifacts of a bundle with their kind, platforms and sizes.
+    Inspect(BundleFileArgs),
+}
+
+/// `bundle create` options.
+#[derive(Debug, Args)]
+pub struct BundleCreateArgs {
+    /// The bundle file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The platforms to keep from multi-platform images (comma-separated).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "linux/amd64,linux/arm64")]
+    pub platform: Vec<String>,
+    /// An image to add beyond the lock (repeatable).
+    #[arg(long, value_name = "REF")]
+    pub image: Vec<String>,
+    /// Bundle only the --image references, nothing from the lock.
+    #[arg(long, conflicts_with = "lock")]
+    pub no_lock: bool,
+    /// A lock file instead of the embedded one; without --profile or --config, all its entries.
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+    /// Bundle unverified lock entries as they resolve now (by tag), with a warning each.
+    #[arg(long)]
+    pub allow_unverified: bool,
+}
+
+/// A bundle file.
+#[derive(Debug, Args)]
+pub struct BundleFileArgs {
+    /// The bundle.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Which lab a command acts on.

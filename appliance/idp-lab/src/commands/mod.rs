@@ -1,6 +1,7 @@
 //! One module per command; each returns a [`Failure`] with its exit code on error.
 
 mod apply;
+mod bundle;
 mod config;
 mod diff;
 mod dns;
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Render(args) => render::run(&cli.global, printer, args),
         Command::Images(cmd) => images::run(&cli.global, printer, cmd),
         Command::Lock(cmd) => lock::run(&cli.global, printer, cmd),
+        Command::Bundle(cmd) => bundle::run(&cli.global, printer, cmd),
         Command::Trust(cmd) => trust::run(&cli.global, printer, cmd),
         Command::Serve(args) => serve::run(&cli.global, printer, args),
         Command::Dns(cmd) => dns::run(&cli.global, printer, cmd),

@@ -1,0 +1,262 @@
+//! What the bundle modules share: the annotations idp-lab writes into a bundle's
+//! `index.json`, the kinds of artifact, platform keys, and [`BundleError`].
+//!
+//! A bundle is a tarred OCI image layout (docs/bundle.md): `oci-layout`, `index.json`
+//! with one descriptor per artifact (named by [`REF_NAME_ANNOTATION`]), and
+//! `blobs/sha256/<hex>`.
+//!
+//! [`REF_NAME_ANNOTATION`]: idp_core::oci::REF_NAME_ANNOTATION
+
+use crate::error::ClientError;
+use idp_core::oci::{Digest, OciError, Platform, WalkError};
+use serde::Serialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The `index.json` annotation saying what an artifact is: `image`, `chart` or `file`.
+pub const KIND_ANNOTATION: &str = "dev.idp-lab.bundle.kind";
+/// The `index.json` annotation listing the platforms bundled from an index
+/// (`linux/amd64,linux/arm64`); the index's other manifests are not in the bundle.
+pub const PLATFORMS_ANNOTATION: &str = "dev.idp-lab.bundle.platforms";
+/// The `index.json` annotation naming where an artifact came from (the image reference
+/// as pulled, the chart's repository and name, the file's URL).
+pub const SOURCE_ANNOTATION: &str = "dev.idp-lab.bundle.source";
+/// The `index.json` annotation naming who needs the artifact (lock owners, comma-separated;
+/// `--image` for the developer's own images).
+pub const OWNERS_ANNOTATION: &str = "dev.idp-lab.bundle.owners";
+/// The `index.json` annotation of an artifact bundled although its lock entry was
+/// unverified (`--allow-unverified`): the lock's reason.
+pub const UNVERIFIED_ANNOTATION: &str = "dev.idp-lab.bundle.unverified";
+/// The `index.json` annotation of an image giving the digest its reference resolved to
+/// (the lock's): the root itself for OCI content, the Docker manifest or manifest list
+/// an OCI index wraps otherwise.
+pub const DIGEST_ANNOTATION: &str = "dev.idp-lab.bundle.digest";
+/// The annotation, in a wrapping OCI index, of the entry that is the original Docker
+/// manifest list (kept byte for byte, so its digest is the lock's).
+pub const ORIGINAL_ANNOTATION: &str = "dev.idp-lab.bundle.original";
+/// The artifact type of an upstream file stored as an OCI artifact.
+pub const FILE_ARTIFACT_TYPE: &str = "application/vnd.idp-lab.file.v1";
+/// The annotation of a layer naming its file (ORAS writes the file under this name).
+pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
+/// The annotation of a manifest naming its version (a chart's version).
+pub const VERSION_ANNOTATION: &str = "org.opencontainers.image.version";
+
+/// What an artifact of a bundle is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A container image (one manifest, or an index of per-platform manifests).
+    Image,
+    /// A Helm chart stored as an OCI Helm artifact.
+    Chart,
+    /// An upstream file stored as an OCI artifact with one layer.
+    File,
+}
+
+impl Kind {
+    /// `image`, `chart` or `file`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Image => "image",
+            Kind::Chart => "chart",
+            Kind::File => "file",
+        }
+    }
+
+    /// The kind an [`KIND_ANNOTATION`] value names.
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "image" => Some(Kind::Image),
+            "chart" => Some(Kind::Chart),
+            "file" => Some(Kind::File),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A platform as the lock and `--platform` name it: `os/arch`, with the variant only
+/// where it changes what runs (`arm64/v8` is `arm64`), as `lock update` records it.
+pub fn platform_key(platform: &Platform) -> String {
+    match platform.variant.as_deref() {
+        None | Some("") => format!("{}/{}", platform.os, platform.architecture),
+        Some("v8") if platform.architecture == "arm64" => format!("{}/{}", platform.os, platform.architecture),
+        Some(v) => format!("{}/{}/{v}", platform.os, platform.architecture),
+    }
+}
+
+/// Why creating, verifying or inspecting a bundle failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Reading or writing a file of the bundle or its work directory failed.
+    #[error("failed to {action} {}", path.display())]
+    Io {
+        /// What was being done (`create`, `read`, `rename`, ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Fetching an artifact failed (registry, Helm repository or file server).
+    #[error("failed to fetch {artifact}")]
+    Fetch {
+        /// The artifact (its reference name in the bundle).
+        artifact: String,
+        /// What the client said.
+        #[source]
+        source: Box<ClientError>,
+    },
+    /// A reference, digest or name that cannot be used.
+    #[error("invalid {what} for {artifact}")]
+    Invalid {
+        /// The artifact.
+        artifact: String,
+        /// What is invalid (`image reference`, `digest`, `chart name`).
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: OciError,
+    },
+    /// A manifest or index that cannot be read as its media type says.
+    #[error("{artifact}: manifest {digest} cannot be read as {media_type}")]
+    Manifest {
+        /// The artifact.
+        artifact: String,
+        /// The manifest.
+        digest: String,
+        /// Its media type.
+        media_type: String,
+        /// What the JSON parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The content disagrees with the lock (a platform's manifest digest, a chart digest).
+    #[error("{artifact}: {reason}")]
+    LockMismatch {
+        /// The artifact.
+        artifact: String,
+        /// What differs.
+        reason: String,
+    },
+    /// An index offers none of the requested platforms.
+    #[error("{artifact} has none of the platforms {wanted} (it has {offered})")]
+    NoPlatform {
+        /// The artifact.
+        artifact: String,
+        /// The requested platforms.
+        wanted: String,
+        /// What the index offers.
+        offered: String,
+    },
+    /// Lock entries that are not verified, refused without `--allow-unverified`.
+    // (The message names the first few: a whole lock's worth is not a readable line.)
+    #[error(
+        "{} lock entr{} not verified: {}; `idp-lab lock show` lists them; run `idp-lab lock update` on a connected machine, or pass --allow-unverified to bundle them as they resolve now",
+        .entries.len(),
+        if .entries.len() == 1 { "y is" } else { "ies are" },
+        first_few(.entries)
+    )]
+    Unverified {
+        /// The unverified entries, by name.
+        entries: Vec<String>,
+    },
+    /// A platform outside what bundles may carry.
+    #[error("unknown platform {value:?} (expected one of {expected})")]
+    Platform {
+        /// The value given.
+        value: String,
+        /// The supported platforms.
+        expected: String,
+    },
+    /// The file is not a bundle: no `oci-layout` or `index.json`, or they do not parse.
+    #[error("{} is not a bundle: {reason}", path.display())]
+    NotABundle {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The walk over an artifact's manifests failed while writing its layout.
+    #[error("{artifact}: the layout is inconsistent")]
+    Walk {
+        /// The artifact.
+        artifact: String,
+        /// What the walk found.
+        #[source]
+        source: Box<WalkError<std::io::Error>>,
+    },
+}
+
+impl BundleError {
+    /// An [`BundleError::Io`] for `path`.
+    pub fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + use<> {
+        let path = path.to_owned();
+        move |source| BundleError::Io { action, path, source }
+    }
+}
+
+/// A digest from a client string (`sha256:<hex>`), as an [`OciError`] for `artifact`.
+pub(crate) fn digest(artifact: &str, s: &str) -> Result<Digest, BundleError> {
+    Digest::parse(s).map_err(|source| BundleError::Invalid { artifact: artifact.to_owned(), what: "digest", source })
+}
+
+/// The message of an error and each of its sources, `: `-separated.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The first five of `names`, and how many more there are.
+fn first_few(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut out = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_keys_match_the_lock() {
+        let p = |os: &str, arch: &str, variant: Option<&str>| Platform {
+            architecture: arch.into(),
+            os: os.into(),
+            os_version: None,
+            os_features: None,
+            variant: variant.map(Into::into),
+        };
+        assert_eq!(platform_key(&p("linux", "amd64", None)), "linux/amd64");
+        assert_eq!(platform_key(&p("linux", "arm64", Some("v8"))), "linux/arm64");
+        assert_eq!(platform_key(&p("linux", "arm", Some("v7"))), "linux/arm/v7");
+        assert_eq!(platform_key(&p("unknown", "unknown", Some(""))), "unknown/unknown");
+    }
+
+    #[test]
+    fn kinds_round_trip_and_reject_others() {
+        for k in [Kind::Image, Kind::Chart, Kind::File] {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(Kind::parse("Image"), None);
+        let e = BundleError::Unverified { entries: vec!["a".into(), "b".into()] };
+        assert!(e.to_string().starts_with("2 lock entries are not verified: a, b;"), "{e}");
+        let many = BundleError::Unverified { entries: (0..8).map(|i| format!("e{i}")).collect() };
+        assert!(many.to_string().starts_with("8 lock entries are not verified: e0, e1, e2, e3, e4 and 3 more;"), "{many}");
+    }
+}
