@@ -39,7 +39,7 @@ pub const ALL: &[(u8, &str, &str)] = &[
     (DOCKER, "DOCKER", "Docker is absent, does not answer, or refused a request"),
     (PORT, "PORT", "a required host port is taken"),
     (STATE, "STATE", "the state store is locked, damaged or was written by a newer idp-lab"),
-    (IO, "IO", "reading or writing a file failed"),
+    (IO, "IO", "reading or writing a file failed, a registry or chart repository could not be reached, or the lab daemon did not start"),
     (
         PREFLIGHT,
         "PREFLIGHT",
@@ -51,8 +51,12 @@ pub const ALL: &[(u8, &str, &str)] = &[
         "a node, the API or an applied object did not become ready in time (or a kind was still not served); node logs are saved in the lab's state directory",
     ),
     (KUBE, "KUBE", "the Kubernetes API failed or refused a request"),
-    (CONFLICT, "CONFLICT", "the configuration changed in a way that needs new nodes; `idp-lab up --recreate` replaces them"),
-    (NOT_FOUND, "NOT_FOUND", "no such lab or node"),
+    (
+        CONFLICT,
+        "CONFLICT",
+        "the configuration changed in a way that needs new nodes (`idp-lab up --recreate` replaces them), or the lab's daemon already runs (`idp-lab serve`)",
+    ),
+    (NOT_FOUND, "NOT_FOUND", "no such lab or node, or no browser to open"),
     (INTERNAL, "INTERNAL", "a defect of idp-lab itself; please report it"),
 ];
 
