@@ -17,4 +17,5 @@ pub mod readiness;
 pub mod render;
 pub mod routes;
 pub mod settings;
+pub mod slo;
 pub mod yaml;
