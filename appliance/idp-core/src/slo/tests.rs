@@ -202,6 +202,40 @@ fn parser_errors_name_the_field() {
 }
 
 #[test]
+fn the_boundaries_are_exact() {
+    // A burn of exactly the factor (1.0: 1 bad in 100 at 99 %) does not fire; one more
+    // bad event does. Checked to be exactly the factor, so the boundary is really tested.
+    let o = objective(99.0);
+    let row = REFERENCE_ROWS[3];
+    let at = counts(100.0, 1.0);
+    assert_eq!(burn_rate(at.error_ratio().unwrap_or_default(), o), row.factor);
+    let guard = LowTrafficGuard { min_events: 100.0 };
+    let v = verdict(row, o, at, at, guard);
+    assert!(!v.fires && !v.low_traffic, "exactly the minimum of events is enough traffic: {v:?}");
+    assert!(verdict(row, o, counts(100.0, 2.0), counts(100.0, 2.0), guard).fires);
+    assert!(verdict(row, o, counts(99.0, 2.0), counts(99.0, 2.0), guard).low_traffic);
+    let two = counts(100.0, 2.0);
+    assert_eq!((two.total(), two.bad()), (100.0, 2.0));
+    assert_eq!((Severity::Page.to_string(), Severity::Ticket.to_string()), ("page".to_owned(), "ticket".to_owned()));
+}
+
+#[test]
+fn a_numeric_target_is_read_like_a_string_one() -> Result<(), SloError> {
+    let mut slo = ratio_slo("30d");
+    slo["spec"]["target"] = json!(99.5);
+    assert_eq!(Slo::from_pyrra(&slo)?, Slo::from_pyrra(&ratio_slo("30d"))?);
+    Ok(())
+}
+
+#[test]
+fn an_evaluation_fires_when_a_row_does() -> Result<(), SloError> {
+    let slo = Slo::from_pyrra(&ratio_slo("30d"))?;
+    let hot: BTreeMap<Duration, Counts> = slo.windows().into_iter().map(|w| (w, counts(1e6, 1e5))).collect();
+    assert!(evaluate(&slo, &hot)?.firing());
+    Ok(())
+}
+
+#[test]
 fn evaluate_needs_every_window() -> Result<(), SloError> {
     let slo = Slo::from_pyrra(&ratio_slo("30d"))?;
     let mut map: BTreeMap<Duration, Counts> = slo.windows().into_iter().map(|w| (w, counts(1e6, 10.0))).collect();
