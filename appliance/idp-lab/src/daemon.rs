@@ -25,6 +25,7 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn plan(lab: &Lab, settings: &Settings, gateway: &[SocketAddr]) -> Plan {
     let n = &settings.network;
     let answer = custom_answer(n.bind_address, n.lan_ip);
+    let host_nameservers = idp_host::net::nameservers();
     let gateway = if gateway.is_empty() {
         n.ports.gateway.iter().map(|g| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), g.https)).collect()
     } else {
@@ -45,9 +46,19 @@ pub fn plan(lab: &Lab, settings: &Settings, gateway: &[SocketAddr]) -> Plan {
         // On the lab network's gateway address, once `up` made the network (NETWORK_FILE).
         registry: Some(RegistryPlan { port: REGISTRY_PORT, layout: None, local_dir: lab.dir().join("registry") }),
         // Not when the lab's own DNS answer already listens there (bound to all on 53).
-        node_dns: (!(n.bind_address.is_unspecified() && n.ports.dns == Some(53)))
-            .then(|| NodeDnsPlan { port: 53, forward: node_dns_forward(&n.dns_forward, &idp_host::net::nameservers()) }),
+        node_dns: node_dns_needed(&host_nameservers, n.bind_address, n.ports.dns)
+            .then(|| NodeDnsPlan { port: 53, forward: node_dns_forward(&n.dns_forward, &host_nameservers) }),
     }
+}
+
+/// Whether the nodes need the daemon's DNS answer on the gateway: only when their
+/// `resolv.conf` names it, i.e. the host has no resolver the nodes can reach (only
+/// loopback ones, see `idp_core::cluster::resolv_conf`), and the lab's own DNS answer
+/// does not listen there already (bound to all addresses on 53).
+fn node_dns_needed(host: &[IpAddr], bind: IpAddr, dns_port: Option<u16>) -> bool {
+    let reachable = host.iter().any(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    let already_there = bind.is_unspecified() && dns_port == Some(53);
+    !(reachable || already_there)
 }
 
 /// Where the nodes' DNS answer sends names that are not the lab's: `network.dns_forward`,
@@ -158,6 +169,18 @@ mod tests {
         assert_eq!(custom_answer(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)), lan), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)));
         assert_eq!(custom_answer(IpAddr::V4(Ipv4Addr::UNSPECIFIED), lan), lan_ip);
         assert_eq!(custom_answer(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), None), lo);
+    }
+
+    #[test]
+    fn the_nodes_dns_runs_only_when_their_resolv_conf_names_the_gateway() {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let stub = [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 53))];
+        let upstream = [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))];
+        assert!(node_dns_needed(&stub, lo, Some(53)));
+        assert!(node_dns_needed(&[], lo, Some(1053)));
+        assert!(!node_dns_needed(&upstream, lo, Some(53)), "the nodes use the host's upstream resolvers");
+        assert!(!node_dns_needed(&stub, IpAddr::V4(Ipv4Addr::UNSPECIFIED), Some(53)), "the lab's own answer is there");
+        assert!(node_dns_needed(&stub, IpAddr::V4(Ipv4Addr::UNSPECIFIED), Some(1053)));
     }
 
     #[test]

@@ -33,8 +33,8 @@ async fn the_routes_answer_what_the_socket_serves() {
     assert_eq!(route(&state, &Method::GET, "/reload").await.0, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(route(&state, &Method::GET, "/nope").await.0, StatusCode::NOT_FOUND);
     // Without a kubeconfig, a reload succeeds and the snapshot says why there are no routes.
-    let (status, _) = route(&state, &Method::POST, "/reload").await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, body) = route(&state, &Method::POST, "/reload").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"reloaded":true,"warnings":[]}"#));
     let error = state.snapshot.borrow().error.clone().expect("an error");
     assert!(error.contains("has no kubeconfig"), "{error}");
     // A kubeconfig that is not one: 500 with the reason.
