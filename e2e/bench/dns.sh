@@ -43,38 +43,11 @@ OUTSTANDING=${OUTSTANDING:-100}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/idp-lab/target}
 IDP=$CARGO_TARGET_DIR/release/idp-lab
 
-die() { printf '\nbench dns: FAILED: %s\n' "$*" >&2; exit 1; }
-log() { printf '%s\n' "$*" >&2; }
+BENCH=dns
+# shellcheck source=e2e/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-for v in ROUNDS DURATION CLIENTS THREADS OUTSTANDING; do
-  case ${!v} in '' | *[!0-9]* | 0) die "$v must be a positive integer, not '${!v}'" ;; esac
-done
-
-TMP=
-PIDS=()
-POLICY_RC=
-cleanup() {
-  local rc=$?
-  set +e
-  # The processes started, and their children (nginx's workers), which a master killed
-  # with SIGKILL would leave behind.
-  local all=() pid
-  for pid in "${PIDS[@]}"; do all+=("$pid" $(ps -o pid= --ppid "$pid" 2>/dev/null)); done
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in "${all[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  [ -n "$POLICY_RC" ] && rm -f /usr/sbin/policy-rc.d
-  if [ -n "$TMP" ]; then
-    if [ "${BENCH_KEEP:-}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+require_positive ROUNDS DURATION CLIENTS THREADS OUTSTANDING
 
 # Missing tools are installed with apt-get (as root), services held back. dnsmasq-base
 # is the binary without the service.
@@ -85,17 +58,7 @@ install_missing() {
   command -v dig >/dev/null || pkgs+=(bind9-dnsutils)
   command -v python3 >/dev/null || pkgs+=(python3)
   [ ${#pkgs[@]} = 0 ] && return 0
-  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null ||
-    die "missing: ${pkgs[*]} (install them, e.g. apt-get install ${pkgs[*]}; this script does it when run as root on Debian/Ubuntu)"
-  log "==> apt-get install ${pkgs[*]} (services held back by a policy-rc.d)"
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    POLICY_RC=1
-  fi
-  apt-get update -qq >&2 || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2 || die "apt-get install ${pkgs[*]} failed"
-  if [ -n "$POLICY_RC" ]; then rm -f /usr/sbin/policy-rc.d; POLICY_RC=; fi
+  apt_install "${pkgs[@]}"
   for t in dnsperf dnsmasq dig python3; do command -v "$t" >/dev/null || die "$t is still missing after apt-get"; done
 }
 install_missing
