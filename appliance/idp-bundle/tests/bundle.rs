@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{FileServer, Registry, Tags, host_platform, require, run, sha256};
+use common::{FileServer, Registry, Tags, host_platform, require, run, sha256, tar_gz};
 use idp_bundle::create::{CreateOptions, Event, Item, items_from_lock};
 use idp_bundle::layout::scan;
 use idp_bundle::{BundleError, Client, Kind};
@@ -34,22 +34,7 @@ fn package_chart(dir: &Path, name: &str, version: &str) -> Vec<u8> {
     std::fs::write(src.join(name).join("values.yaml"), "replicas: 1\n").unwrap();
     std::fs::write(src.join(name).join("templates/cm.yaml"), format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\n"))
         .unwrap();
-    let out = dir.join(format!("{name}-{version}.tgz"));
-    run(
-        "tar",
-        &[
-            "--sort=name",
-            "--mtime=@0",
-            "--owner=0",
-            "--group=0",
-            "-czf",
-            &out.display().to_string(),
-            "-C",
-            &src.display().to_string(),
-            name,
-        ],
-    );
-    std::fs::read(out).unwrap()
+    tar_gz(&src, name, &dir.join(format!("{name}-{version}.tgz")))
 }
 
 /// `docker build` of a `FROM` image (or scratch) with one `COPY` per file: one layer each.

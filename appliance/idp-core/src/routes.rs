@@ -175,13 +175,18 @@ fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
 pub fn hostname_matches(pattern: &str, host: &str) -> bool {
     let host = host.strip_suffix('.').unwrap_or(host);
     match pattern.strip_prefix("*.") {
-        Some(suffix) => {
-            host.len() > suffix.len() + 1
-                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-        }
+        Some(suffix) => is_under(host, suffix),
         None => pattern.eq_ignore_ascii_case(host),
     }
+}
+
+/// Whether `name` lies under `suffix` by at least one more label (`a.x.io` and
+/// `a.b.x.io` under `x.io`, never `x.io` itself or `ax.io`), without case.
+pub fn is_under(name: &str, suffix: &str) -> bool {
+    name.len() > suffix.len() + 1
+        && name.is_char_boundary(name.len() - suffix.len())
+        && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
 }
 
 /// The route of `routes` serving `host`: one naming it exactly, else the one with the

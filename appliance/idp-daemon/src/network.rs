@@ -30,14 +30,7 @@ pub const NETWORK_FILE: &str = "network.json";
 
 /// Records that the lab's network exists with `gateway` as the host's address on it.
 pub fn write_network(dir: &Path, gateway: IpAddr) -> Result<(), DaemonError> {
-    let path = dir.join(NETWORK_FILE);
-    let tmp = dir.join(format!(".{NETWORK_FILE}.tmp"));
-    let text = serde_json::json!({ "gateway": gateway }).to_string();
-    std::fs::write(&tmp, text + "\n").and_then(|()| std::fs::rename(&tmp, &path)).map_err(|source| DaemonError::Io {
-        action: "write",
-        path,
-        source,
-    })
+    crate::pidfile::write_json(dir, NETWORK_FILE, &serde_json::json!({ "gateway": gateway }))
 }
 
 /// The gateway address [`write_network`] recorded, if any.

@@ -91,9 +91,15 @@ pub(crate) fn acquire(dir: &Path) -> Result<Flock<File>, DaemonError> {
 
 /// Writes `daemon.json`.
 pub(crate) fn write_info(dir: &Path, info: &DaemonInfo) -> Result<(), DaemonError> {
-    let path = dir.join(INFO_FILE);
-    let tmp = dir.join(format!(".{INFO_FILE}.tmp"));
-    let text = serde_json::to_string_pretty(info).unwrap_or_default();
+    write_json(dir, INFO_FILE, &serde_json::to_value(info).unwrap_or_default())
+}
+
+/// Writes `value` as `<dir>/<name>` through a temporary file and a rename, so a reader
+/// never sees half of it.
+pub(crate) fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> Result<(), DaemonError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
     std::fs::write(&tmp, text + "\n").and_then(|()| std::fs::rename(&tmp, &path)).map_err(|source| DaemonError::Io {
         action: "write",
         path,

@@ -157,8 +157,7 @@ fn decide(suffix: &str, sni: Option<&str>, snapshot: &RouteSnapshot) -> Decision
     if name == suffix {
         return Decision::Landing;
     }
-    let under = name.len() > suffix.len() + 1 && name.ends_with(suffix) && name.as_bytes()[name.len() - suffix.len() - 1] == b'.';
-    if !under {
+    if !idp_core::routes::is_under(&name, suffix) {
         return Decision::Reject;
     }
     match idp_core::routes::lookup(&snapshot.routes, &name) {
@@ -530,8 +529,7 @@ pub async fn serve_redirect(listener: TcpListener, suffix: &str, https_port: u16
 
 fn redirect<B>(suffix: &str, https_port: u16, peer: SocketAddr, request: &Request<B>) -> Response<Full<Bytes>> {
     let host = request_host(request).unwrap_or_default();
-    let ours = host == suffix
-        || (host.len() > suffix.len() + 1 && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.');
+    let ours = host == suffix || idp_core::routes::is_under(&host, suffix);
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let mut response = Response::new(Full::new(Bytes::new()));
     if ours {

@@ -174,13 +174,14 @@ mod tests {
     #[test]
     fn the_nodes_dns_runs_only_when_their_resolv_conf_names_the_gateway() {
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let stub = [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 53))];
+        // systemd-resolved's local listener: a host whose resolv.conf has only it.
+        let loopback_only = [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 53))];
         let upstream = [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))];
-        assert!(node_dns_needed(&stub, lo, Some(53)));
+        assert!(node_dns_needed(&loopback_only, lo, Some(53)));
         assert!(node_dns_needed(&[], lo, Some(1053)));
         assert!(!node_dns_needed(&upstream, lo, Some(53)), "the nodes use the host's upstream resolvers");
-        assert!(!node_dns_needed(&stub, IpAddr::V4(Ipv4Addr::UNSPECIFIED), Some(53)), "the lab's own answer is there");
-        assert!(node_dns_needed(&stub, IpAddr::V4(Ipv4Addr::UNSPECIFIED), Some(1053)));
+        assert!(!node_dns_needed(&loopback_only, IpAddr::V4(Ipv4Addr::UNSPECIFIED), Some(53)), "the lab's own answer is there");
+        assert!(node_dns_needed(&loopback_only, IpAddr::V4(Ipv4Addr::UNSPECIFIED), Some(1053)));
     }
 
     #[test]

@@ -246,7 +246,11 @@ pub fn gzip_tar(dir: &Path, name: &str, content: &str) -> Vec<u8> {
     let src = dir.join(format!("src-{name}"));
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join(name), content).unwrap();
-    let out = dir.join(format!("{name}.tgz"));
+    tar_gz(&src, name, &dir.join(format!("{name}.tgz")))
+}
+
+/// A reproducible `.tgz` of `<src>/<entry>` at `out` (sorted, mtime 0, owner 0), its bytes.
+pub fn tar_gz(src: &Path, entry: &str, out: &Path) -> Vec<u8> {
     run(
         "tar",
         &[
@@ -258,7 +262,7 @@ pub fn gzip_tar(dir: &Path, name: &str, content: &str) -> Vec<u8> {
             &out.display().to_string(),
             "-C",
             &src.display().to_string(),
-            name,
+            entry,
         ],
     );
     std::fs::read(out).unwrap()

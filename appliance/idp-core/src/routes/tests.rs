@@ -134,3 +134,11 @@ fn lookup_prefers_exact_then_the_longest_wildcard_then_catch_all() {
     let narrow = [route("exact", &["argocd.x.nip.io"])];
     assert_eq!(lookup(&narrow, "grafana.x.nip.io"), None);
 }
+
+#[test]
+fn under_means_at_least_one_more_label() {
+    assert!(is_under("a.x.nip.io", "x.nip.io") && is_under("a.b.X.NIP.IO", "x.nip.io"));
+    assert!(!is_under("x.nip.io", "x.nip.io") && !is_under("ax.nip.io", "x.nip.io") && !is_under(".x.nip.io", "x.nip.io"));
+    assert!(!is_under("é.x.nip.io.evil", "x.nip.io"), "no panic on a non-ASCII name");
+    assert!(!is_under("aé.io", "é.io"), "a suffix cut inside a character is not a label boundary");
+}
