@@ -243,6 +243,12 @@ pub struct NodeSpec {
     pub node_labels: BTreeMap<String, String>,
     /// Kubernetes taints the node must carry once registered (`key=value:Effect`).
     pub node_taints: Vec<String>,
+    /// Whether the lab's air-gap images archive ([`AIRGAP_HOST_FILE`] in the lab's state
+    /// directory) is mounted read-only into [`IMAGES_DIR`] as [`AIRGAP_FILE`], for k3s to
+    /// import at boot (offline labs). Absent from the spec hash when false, so labs made
+    /// before it keep their hash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub airgap_images: bool,
 }
 
 impl NodeSpec {
@@ -357,6 +363,10 @@ pub fn cluster_plan(settings: &Settings, subnet: Subnet, mtu: Option<u32>) -> Cl
             args.extend(c.k3s_args.iter().cloned());
         }
         args.extend(c.kubelet_args.iter().map(|a| format!("--kubelet-arg={}", a.trim_start_matches('-'))));
+        if settings.registry.offline {
+            // Only the mirrors of `registries.yaml`: containerd never falls back upstream.
+            args.push("--disable-default-registry-endpoint".to_owned());
+        }
         let mut config_yaml = format!("token-file: {TOKEN_PATH}\n");
         if role == NodeRole::Agent || index > 0 {
             config_yaml.push_str(&format!("server: {}\n", join_url(lab)));
@@ -367,12 +377,11 @@ pub fn cluster_plan(settings: &Settings, subnet: Subnet, mtu: Option<u32>) -> Cl
             NodeFile { path: CONFIG_PATH.to_owned(), mode: 0o600, content: FileContent::Text(config_yaml) },
             NodeFile { path: RESOLV_PATH.to_owned(), mode: 0o644, content: FileContent::ResolvConf },
         ];
-        // The lab's own registry (plain HTTP on the lab network), as KEP-1755's local
-        // registry is reached, beside the configured mirrors.
-        let mut mirrors = settings.registry.mirrors.clone();
-        let lab_registry = format!("{}:{REGISTRY_PORT}", network.gateway);
-        mirrors.entry(lab_registry.clone()).or_insert_with(|| vec![format!("http://{lab_registry}")]);
-        files.push(NodeFile { path: REGISTRIES_PATH.to_owned(), mode: 0o644, content: FileContent::Text(registries_yaml(&mirrors)) });
+        files.push(NodeFile {
+            path: REGISTRIES_PATH.to_owned(),
+            mode: 0o644,
+            content: FileContent::Text(registries_yaml(&node_mirrors(settings, network.gateway))),
+        });
         let mut ports = Vec::new();
         if role == NodeRole::Server && index == 0 {
             ports.push(PortPublish {
@@ -419,6 +428,7 @@ pub fn cluster_plan(settings: &Settings, subnet: Subnet, mtu: Option<u32>) -> Cl
             },
             node_labels,
             node_taints: taints.iter().map(ToString::to_string).collect(),
+            airgap_images: settings.registry.offline,
         });
     }
     ClusterPlan { lab: lab.clone(), network, nodes }
@@ -430,6 +440,41 @@ pub fn cluster_plan(settings: &Settings, subnet: Subnet, mtu: Option<u32>) -> Cl
 pub fn entrypoint_script() -> String {
     "#!/bin/sh\n# Written by idp-lab before the node's first start.\nset -e\nmount --make-rshared /\nexec /bin/k3s \"$@\"\n".to_owned()
 }
+
+/// The registries every lab's nodes mirror to the lab's own registry, beside those the
+/// lock's images come from ([`crate::lock::Lock::registries`]).
+pub const MIRRORED_REGISTRIES: [&str; 4] = ["docker.io", "quay.io", "ghcr.io", "registry.k8s.io"];
+
+/// The mirrors of a node's `registries.yaml`: every registry of [`MIRRORED_REGISTRIES`]
+/// and of the lock, and every one `registry.mirrors` names, goes first to the lab's own
+/// registry (the daemon's, plain HTTP on the lab network's gateway, which serves the
+/// bundle and answers 404 for what it lacks), then to the configured mirrors, then (unless
+/// offline: `--disable-default-registry-endpoint`) upstream. The lab registry's own
+/// address is mirrored to itself over HTTP, as KEP-1755's local registry is reached.
+pub fn node_mirrors(settings: &Settings, gateway: Ipv4Addr) -> BTreeMap<String, Vec<String>> {
+    let lab_registry = format!("{gateway}:{REGISTRY_PORT}");
+    let own = format!("http://{lab_registry}");
+    let mut registries: std::collections::BTreeSet<String> = MIRRORED_REGISTRIES.iter().map(|r| (*r).to_owned()).collect();
+    registries.extend(crate::lock::Lock::embedded().map(|l| l.registries()).unwrap_or_default());
+    registries.extend(settings.registry.mirrors.keys().cloned());
+    let mut mirrors = BTreeMap::new();
+    for registry in registries {
+        let mut endpoints = vec![own.clone()];
+        if registry != lab_registry {
+            endpoints.extend(settings.registry.mirrors.get(&registry).into_iter().flatten().filter(|e| **e != own).cloned());
+        }
+        mirrors.insert(registry, endpoints);
+    }
+    mirrors.entry(lab_registry).or_insert_with(|| vec![own]);
+    mirrors
+}
+
+/// The air-gap images archive in a lab's state directory (a docker-archive of the k3s
+/// air-gap images, written by offline `up` from the bundle).
+pub const AIRGAP_HOST_FILE: &str = "airgap-images.tar";
+
+/// Its name in each node's [`IMAGES_DIR`].
+pub const AIRGAP_FILE: &str = "idp-lab-airgap.tar";
 
 /// k3s' `registries.yaml` for the configured mirrors.
 pub fn registries_yaml(mirrors: &BTreeMap<String, Vec<String>>) -> String {

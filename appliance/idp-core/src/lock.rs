@@ -15,7 +15,7 @@ use crate::config::{Config, Flavor};
 use crate::diag::{Diagnostic, Origin, did_you_mean};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// The lock's path inside `embedded/`.
@@ -437,6 +437,41 @@ impl Lock {
     }
 
     /// The canonical YAML form: what `lock update` writes and what `embedded/lock.yaml`
+    /// Every registry host the lock's images come from (`docker.io`, `quay.io`, ...), as
+    /// [`crate::oci::ImageName`] names them: the registries a lab's nodes mirror.
+    pub fn registries(&self) -> BTreeSet<String> {
+        self.entries()
+            .iter()
+            .filter_map(|e| match e.artifact {
+                Artifact::Image(i) => crate::oci::ImageName::parse(&i.reference).ok().map(|n| n.registry),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The images the nodes of `config` need before any component installs: the node
+    /// image and its flavor's air-gap images, each with what the lock pins. A node image
+    /// the lock does not hold (a custom `cluster.image`) is needed unpinned, and then no
+    /// air-gap image is known for it beyond the flavor's.
+    pub fn cluster_images(&self, config: &Config) -> Vec<Pinned> {
+        let Some(flavor) = flavor_key(config.cluster.flavor) else { return Vec::new() };
+        let reference = normalize_reference(config.cluster.node_image());
+        let cluster = self.cluster.get(flavor);
+        let pinned = |owner: String, i: &ImageLock| Pinned {
+            owner,
+            reference: normalize_reference(&i.reference),
+            digest: if i.unverified.is_some() { None } else { i.digest.clone() },
+        };
+        let mut out = vec![match cluster.filter(|c| normalize_reference(&c.node.reference) == reference) {
+            Some(c) => pinned(format!("{flavor} node"), &c.node),
+            None => Pinned { owner: format!("{flavor} node"), reference, digest: None },
+        }];
+        if config.cluster.flavor == Flavor::K3s {
+            out.extend(cluster.iter().flat_map(|c| &c.airgap).map(|i| pinned(format!("{flavor} air-gap"), i)));
+        }
+        out
+    }
+
     /// holds (a test keeps the file in this form).
     pub fn to_yaml(&self) -> String {
         let mut out = String::from(HEADER);
@@ -476,6 +511,59 @@ impl Lock {
         }
         out
     }
+}
+
+/// An image an offline `up` needs from the bundle, with the digest the lock pins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pinned {
+    /// Who needs it (`k3s node`, `k3s air-gap`, a component).
+    pub owner: String,
+    /// The reference, fully qualified (`docker.io/rancher/k3s:v1.33.4-k3s1`).
+    pub reference: String,
+    /// What the lock pins it to; `None` for an unverified entry, or a node image the lock
+    /// does not hold (a custom `cluster.image`): then any bundled copy of it is taken.
+    pub digest: Option<String>,
+}
+
+/// A needed image the bundle does not hold as pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Absent {
+    /// The image.
+    pub image: Pinned,
+    /// The digest the bundle holds under that reference, when it holds another one.
+    pub bundled: Option<String>,
+}
+
+impl fmt::Display for Absent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Pinned { owner, reference, digest } = &self.image;
+        match (&self.bundled, digest) {
+            (Some(bundled), Some(pinned)) => {
+                write!(f, "{reference} ({owner}): the bundle holds {bundled}, the lock pins {pinned}")
+            }
+            _ => write!(f, "{reference} ({owner}): not in the bundle"),
+        }
+    }
+}
+
+/// Which of `needed` the bundle lacks, given what it holds: `(reference, digest)` of each
+/// image artifact, references in any form [`crate::oci::ImageName`] reads.
+pub fn absent_from(needed: &[Pinned], bundled: &[(String, String)]) -> Vec<Absent> {
+    let held: BTreeMap<String, &str> = bundled
+        .iter()
+        .filter_map(|(reference, digest)| crate::oci::ImageName::parse(reference).ok().map(|n| (n.to_string(), digest.as_str())))
+        .collect();
+    needed
+        .iter()
+        .filter_map(|image| {
+            let key = crate::oci::ImageName::parse(&image.reference).map(|n| n.to_string()).unwrap_or_else(|_| image.reference.clone());
+            match (held.get(&key), &image.digest) {
+                (None, _) => Some(Absent { image: image.clone(), bundled: None }),
+                (Some(have), Some(pinned)) if have != pinned => Some(Absent { image: image.clone(), bundled: Some((*have).to_owned()) }),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// What `config` needs, derived from the catalogue: per enabled component its chart (with

@@ -191,9 +191,46 @@ fn files_for_nodes() {
     let gateway = format!("{}:{REGISTRY_PORT}", standard().network.gateway);
     let both = registries(&with_mirrors);
     assert!(both.contains("http://m:5000") && both.contains(&format!("http://{gateway}")), "{both}");
-    // Every lab's nodes reach the lab's own registry, over plain HTTP on the lab network.
+    // Every lab's nodes reach the lab's own registry, over plain HTTP on the lab network,
+    // as its own address and as the first mirror of every registry the lock names.
     let own = registries(&standard());
-    assert!(own.contains(&format!("\"{gateway}\":")) && own.contains(&format!("http://{gateway}")) && !own.contains("docker.io"), "{own}");
+    assert!(own.contains(&format!("\"{gateway}\":")) && own.contains(&format!("http://{gateway}")), "{own}");
+    let mirrors = node_mirrors(&settings(""), standard().network.gateway);
+    for registry in MIRRORED_REGISTRIES.iter().copied().chain(["docker.io", "quay.io", "ghcr.io"]) {
+        assert_eq!(mirrors.get(registry), Some(&vec![format!("http://{gateway}")]), "{registry}: {mirrors:?}");
+    }
+    assert_eq!(mirrors.get(&gateway), Some(&vec![format!("http://{gateway}")]));
+    // Configured mirrors come after the lab's, for their registry only; a new registry
+    // named there is mirrored too.
+    let configured = node_mirrors(
+        &settings("[registry]\nmirrors = { \"docker.io\" = [\"http://m:5000\"], \"registry.example\" = [\"http://n:5000\"] }\n"),
+        standard().network.gateway,
+    );
+    assert_eq!(configured["docker.io"], [format!("http://{gateway}"), "http://m:5000".to_owned()]);
+    assert_eq!(configured["registry.example"], [format!("http://{gateway}"), "http://n:5000".to_owned()]);
+    assert_eq!(configured["quay.io"], [format!("http://{gateway}")]);
+    let written =
+        registries(&cluster_plan(&settings("[registry]\nmirrors = { \"registry.example\" = [\"http://n:5000\"] }\n"), subnet(), None));
+    assert!(written.contains("registry.example") && written.contains("http://n:5000"), "the plan writes node_mirrors: {written}");
+}
+
+#[test]
+fn offline_nodes_never_fall_back_upstream_and_get_the_air_gap_images() {
+    let online = standard();
+    assert!(online.nodes.iter().all(|n| !n.airgap_images && !n.args.iter().any(|a| a == "--disable-default-registry-endpoint")));
+    let offline = cluster_plan(&settings("[registry]\noffline = true\n"), subnet(), None);
+    assert!(offline.nodes.len() > 1, "a server and agents");
+    for node in &offline.nodes {
+        assert!(node.airgap_images, "{}", node.name);
+        assert_eq!(node.args.iter().filter(|a| *a == "--disable-default-registry-endpoint").count(), 1, "{:?}", node.args);
+    }
+    // The flag is part of the spec (a lab going offline is a changed node); absent, it is
+    // not serialised, so labs made before it keep their hash.
+    let json = serde_json::to_value(&online.nodes[0]).expect("json");
+    assert!(json.get("airgap_images").is_none(), "{json}");
+    let mut with = online.nodes[0].clone();
+    with.airgap_images = true;
+    assert_ne!(with.hash(), online.nodes[0].hash());
 }
 
 #[test]

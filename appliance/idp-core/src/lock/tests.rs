@@ -353,3 +353,70 @@ fn references_are_qualified_the_way_docker_does() {
     assert!(is_digest(&format!("sha256:{}", "0".repeat(64))));
     assert!(!is_digest(&format!("sha256:{}", "A".repeat(64))) && !is_digest("sha512:00"));
 }
+
+#[test]
+fn the_lock_names_the_registries_its_images_come_from() {
+    let registries = lock().registries();
+    for registry in ["docker.io", "quay.io", "ghcr.io"] {
+        assert!(registries.contains(registry), "{registries:?}");
+    }
+    // Folded as clients fold them: never `index.docker.io`, never a bare path component.
+    assert!(registries.iter().all(|r| r.contains('.') || r.contains(':') || r == "localhost"), "{registries:?}");
+}
+
+#[test]
+fn the_cluster_images_are_the_node_and_its_air_gap_set() {
+    let catalogue = catalogue();
+    let lock = lock();
+    let config = config(&catalogue, "minimal");
+    let images = lock.cluster_images(&config);
+    let k3s = &lock.cluster["k3s"];
+    assert_eq!(images.len(), 1 + k3s.airgap.len());
+    assert_eq!(images[0].reference, normalize_reference(config.cluster.node_image()));
+    assert_eq!(images[0].owner, "k3s node");
+    assert!(images[1..].iter().all(|i| i.owner == "k3s air-gap"));
+    // Unverified entries are needed unpinned.
+    assert!(images.iter().zip(std::iter::once(&k3s.node).chain(&k3s.airgap)).all(|(p, l)| l.unverified.is_none() || p.digest.is_none()));
+    // A custom node image is needed by name alone, with the flavor's air-gap set.
+    let mut custom = config.clone();
+    custom.cluster.image = "registry.example:5000/me/node:dev".into();
+    let images = lock.cluster_images(&custom);
+    assert_eq!((images[0].reference.as_str(), images[0].digest.as_ref()), ("registry.example:5000/me/node:dev", None));
+    assert_eq!(images.len(), 1 + k3s.airgap.len());
+    custom.cluster.flavor = Flavor::Existing;
+    assert!(lock.cluster_images(&custom).is_empty());
+}
+
+#[test]
+fn absent_images_are_found_by_reference_and_by_digest() {
+    let a = "sha256:".to_owned() + &"a".repeat(64);
+    let b = "sha256:".to_owned() + &"b".repeat(64);
+    let pinned = |reference: &str, digest: Option<&str>| Pinned {
+        owner: "k3s air-gap".into(),
+        reference: reference.into(),
+        digest: digest.map(Into::into),
+    };
+    let needed = vec![
+        pinned("docker.io/rancher/mirrored-pause:3.6", Some(&a)),
+        pinned("docker.io/rancher/k3s:v1", None),
+        pinned("quay.io/cilium/cilium:v1", Some(&a)),
+        pinned("ghcr.io/x/y:1", None),
+    ];
+    // Docker's short forms name the same images.
+    let bundled = vec![
+        ("rancher/mirrored-pause:3.6".to_owned(), a.clone()),
+        ("index.docker.io/rancher/k3s:v1".to_owned(), b.clone()),
+        ("quay.io/cilium/cilium:v1".to_owned(), b.clone()),
+    ];
+    let absent = absent_from(&needed, &bundled);
+    let shown: Vec<String> = absent.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            format!("quay.io/cilium/cilium:v1 (k3s air-gap): the bundle holds {b}, the lock pins {a}"),
+            "ghcr.io/x/y:1 (k3s air-gap): not in the bundle".to_owned(),
+        ]
+    );
+    assert!(absent_from(&needed[..2], &bundled).is_empty());
+    assert_eq!(absent_from(&needed, &[]).len(), needed.len());
+}

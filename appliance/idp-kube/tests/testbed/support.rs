@@ -36,6 +36,7 @@ pub fn spec(name: &str, labels: &[(&str, &str)], taints: &[&str]) -> NodeSpec {
         ready_line: String::new(),
         node_labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         node_taints: taints.iter().map(|t| (*t).to_owned()).collect(),
+        airgap_images: false,
     }
 }
 
