@@ -183,6 +183,19 @@ impl Name {
     fn blob_url(&self, digest: &str) -> String {
         format!("{}/v2/{}/blobs/{digest}", self.base(), self.repository)
     }
+
+    /// Where a request for `rest` (`manifests/<ref>`, `blobs/<digest>`) goes: through
+    /// each mirror of this name's registry in order (`<mirror>/v2/<repository>/<rest>?ns=
+    /// <registry>`, as containerd asks a mirror), then to the registry itself.
+    fn urls(&self, rest: &str, mirrors: &BTreeMap<String, Vec<String>>) -> (Vec<String>, String) {
+        let through = mirrors
+            .get(&self.registry)
+            .into_iter()
+            .flatten()
+            .map(|m| format!("{}/v2/{}/{rest}?ns={}", m.trim_end_matches('/'), self.repository, encode(&self.registry)))
+            .collect();
+        (through, format!("{}/v2/{}/{rest}", self.base(), self.repository))
+    }
 }
 
 #[derive(Deserialize)]
@@ -243,20 +256,33 @@ impl Platform {
 pub struct Client {
     pub(crate) http: Http,
     tokens: Mutex<HashMap<String, HeaderValue>>,
+    /// Registry host -> mirror base URLs, tried in order before the registry itself.
+    mirrors: BTreeMap<String, Vec<String>>,
 }
 
 impl Client {
     /// A client with Mozilla's root certificates and the ring provider.
     pub fn new() -> Result<Client, ClientError> {
-        Ok(Client { http: Http::new()?, tokens: Mutex::new(HashMap::new()) })
+        Ok(Client { http: Http::new()?, tokens: Mutex::new(HashMap::new()), mirrors: BTreeMap::new() })
+    }
+
+    /// Pulls images through mirrors (`registry.mirrors`: registry host -> base URLs such
+    /// as `https://mirror.example` or `http://127.0.0.1:5000`), as a node's containerd
+    /// does: each mirror of an image's registry in order, with `?ns=<registry>`, then
+    /// the registry itself. A mirror that cannot be reached, or answers other than 200, is
+    /// passed over; a digest it serves is verified like any other. Plain HTTP is allowed to
+    /// loopback mirrors only.
+    pub fn with_mirrors(mut self, mirrors: &BTreeMap<String, Vec<String>>) -> Client {
+        self.mirrors = mirrors.iter().map(|(r, m)| (idp_core::oci::canonical_registry(r), m.clone())).collect();
+        self
     }
 
     /// The digest a reference names now, from `HEAD /v2/<name>/manifests/<ref>`
     /// (`Docker-Content-Digest`); falls back to a GET when a registry leaves it out.
     pub async fn head_digest(&self, reference: &str) -> Result<String, ClientError> {
         let name = Name::parse(reference)?;
-        let url = name.manifest_url(&name.reference);
-        let response = self.registry_request(Method::HEAD, &name, &url, Some(MANIFEST_ACCEPT)).await?;
+        let (response, _) =
+            self.registry_request(Method::HEAD, &name, &format!("manifests/{}", name.reference), Some(MANIFEST_ACCEPT)).await?;
         if response.status != StatusCode::OK {
             return Err(Http::status_error(response).await);
         }
@@ -274,8 +300,7 @@ impl Client {
     }
 
     async fn manifest_of(&self, name: &Name, reference: &str) -> Result<Manifest, ClientError> {
-        let url = name.manifest_url(reference);
-        let response = self.registry_request(Method::GET, name, &url, Some(MANIFEST_ACCEPT)).await?;
+        let (response, url) = self.registry_request(Method::GET, name, &format!("manifests/{reference}"), Some(MANIFEST_ACCEPT)).await?;
         if response.status != StatusCode::OK {
             return Err(Http::status_error(response).await);
         }
@@ -347,8 +372,7 @@ impl Client {
         if !idp_core::lock::is_digest(digest) {
             return Err(invalid("digest", digest, "not sha256:<64 lowercase hex>"));
         }
-        let url = name.blob_url(digest);
-        let response = self.registry_request(Method::GET, name, &url, None).await?;
+        let (response, url) = self.registry_request(Method::GET, name, &format!("blobs/{digest}"), None).await?;
         if response.status != StatusCode::OK {
             return Err(Http::status_error(response).await);
         }
@@ -370,15 +394,37 @@ impl Client {
         Http::stream_verified(response, "file", expected, sink).await
     }
 
-    /// A registry request with the cached token of its scope; on a bearer challenge, a
-    /// token from the challenge's realm and one retry. Redirects (blobs to a CDN) are
-    /// followed without the token.
-    async fn registry_request(&self, method: Method, name: &Name, url: &str, accept: Option<&str>) -> Result<Response, ClientError> {
+    /// A registry request for `rest` (`manifests/<ref>`, `blobs/<digest>`) through the
+    /// registry's mirrors, then the registry ([`Name::urls`]): the first answer of 200, or
+    /// the registry's own answer; with the URL that gave it.
+    async fn registry_request(
+        &self,
+        method: Method,
+        name: &Name,
+        rest: &str,
+        accept: Option<&str>,
+    ) -> Result<(Response, String), ClientError> {
+        let (mirrors, upstream) = name.urls(rest, &self.mirrors);
+        for url in mirrors {
+            match self.request_at(method.clone(), name, &url, accept).await {
+                Ok(response) if response.status == StatusCode::OK => return Ok((response, url)),
+                Ok(response) => tracing::debug!(%url, status = %response.status, "mirror passed over"),
+                Err(error) => tracing::debug!(%url, error = %crate::bundle::chain(&error), "mirror passed over"),
+            }
+        }
+        Ok((self.request_at(method, name, &upstream, accept).await?, upstream))
+    }
+
+    /// A request to one URL with the cached token of its host and scope; on a bearer
+    /// challenge, a token from the challenge's realm and one retry. Redirects (blobs to a
+    /// CDN) are followed without the token.
+    async fn request_at(&self, method: Method, name: &Name, url: &str, accept: Option<&str>) -> Result<Response, ClientError> {
         let mut headers = HeaderMap::new();
         if let Some(accept) = accept {
             headers.insert(header::ACCEPT, HeaderValue::from_str(accept).map_err(|e| invalid("header", accept, e.to_string()))?);
         }
-        let key = format!("{}/{}", name.registry, name.repository);
+        let host = url.split('/').nth(2).unwrap_or_default();
+        let key = format!("{host}/{}/{}", name.registry, name.repository);
         let cached = self.tokens.lock().ok().and_then(|t| t.get(&key).cloned());
         let response = self.http.send_following(method.clone(), url, &headers, cached.as_ref()).await?;
         if response.status != StatusCode::UNAUTHORIZED {

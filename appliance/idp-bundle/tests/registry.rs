@@ -405,3 +405,41 @@ components:
     // The result reads back from its canonical form.
     assert_eq!(Lock::parse(&updated.to_yaml(), "updated").expect("reads back"), updated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_come_through_a_mirror_after_one_that_fails_and_never_from_upstream() {
+    if !require("images_come_through_a_mirror_after_one_that_fails_and_never_from_upstream", true) {
+        return;
+    }
+    // docker-registry stands in for a mirror of Docker Hub (as `registry.mirrors` names one):
+    // the image is `docker.io/rancher/idp-bundle-mirrored:v1`, stored at its path.
+    let registry = Registry::start();
+    let (index, amd64, _, layer) = registry.push_index("rancher/idp-bundle-mirrored", "v1", "mirror");
+    // A mirror that refuses connections, and one that answers 404 for everything, first.
+    let dead = common::free_port();
+    let empty = Registry::start();
+    let mirrors = BTreeMap::from([(
+        "index.docker.io".to_owned(),
+        vec![format!("http://127.0.0.1:{dead}"), format!("{}/", empty.base()), registry.base()],
+    )]);
+    let client = client().with_mirrors(&mirrors);
+    for reference in ["docker.io/rancher/idp-bundle-mirrored:v1", "rancher/idp-bundle-mirrored:v1"] {
+        let resolved = client.resolve(reference).await.unwrap_or_else(|e| panic!("{reference} through the mirror: {e}"));
+        assert_eq!(resolved.digest, index);
+        assert_eq!(resolved.platforms.get("linux/amd64"), Some(&amd64));
+    }
+    assert_eq!(client.head_digest("docker.io/rancher/idp-bundle-mirrored:v1").await.expect("HEAD"), index);
+    let mut bytes = Vec::new();
+    client.blob("docker.io/rancher/idp-bundle-mirrored:v1", &sha256(&layer), &mut bytes).await.expect("blob through the mirror");
+    assert_eq!(bytes, layer);
+    // Mirrors are per registry: another registry's image is asked of that registry alone
+    // (here the empty one, whose 404 is the answer, though Docker Hub's mirror holds it).
+    let other = client.resolve(&format!("{}/rancher/idp-bundle-mirrored:v1", empty.host())).await.expect_err("not in that registry");
+    assert!(matches!(other, ClientError::Status { status: 404, .. }), "{other}");
+    // A digest a mirror serves is verified like any other: the corrupting proxy is caught.
+    let proxy = corrupting_proxy(registry.port).await;
+    let bad = self::client().with_mirrors(&BTreeMap::from([("docker.io".to_owned(), vec![format!("http://127.0.0.1:{proxy}")])]));
+    let mut sink = Vec::new();
+    let flipped = bad.blob("docker.io/rancher/idp-bundle-mirrored:v1", &sha256(&layer), &mut sink).await.expect_err("a flipped byte");
+    assert!(matches!(flipped, ClientError::DigestMismatch { .. }), "{flipped}");
+}

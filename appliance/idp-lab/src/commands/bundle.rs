@@ -79,8 +79,13 @@ fn mib(bytes: u64) -> String {
 fn create(global: &Global, printer: Printer, args: BundleCreateArgs) -> Result<(), Failure> {
     let items = items(global, &args)?;
     let options = CreateOptions { out: args.out.clone(), platforms: args.platform.clone(), allow_unverified: args.allow_unverified };
-    let client = idp_bundle::Client::new().map_err(|e| Failure::new(INTERNAL, chain(&e)))?;
+    // Images come through the configured mirrors first, as the nodes pull them.
+    let mirrors = Context::load(global, None)?.config.registry.mirrors;
+    let client = idp_bundle::Client::new().map_err(|e| Failure::new(INTERNAL, chain(&e)))?.with_mirrors(&mirrors);
     let mut steps = Steps::new(global.quiet || printer.output != crate::cli::Output::Text);
+    for (registry, endpoints) in &mirrors {
+        steps.note(&format!("{registry} through {} (registry.mirrors)", endpoints.join(", ")));
+    }
     if idp_bundle::create::has_partial(&args.out) {
         steps.note(&format!("resuming from {}.partial/", args.out.display()));
     }
