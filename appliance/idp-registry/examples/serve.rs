@@ -2,10 +2,11 @@
 //! registry by hand (the daemon serves it for real):
 //!
 //! ```text
-//! cargo run --release -p idp-registry --example serve -- <layout|-> <port> [<writable dir>]
+//! cargo run --release -p idp-registry --example serve -- <layout|bundle.tar|-> <port> [<writable dir>]
 //! ```
 //!
-//! `-` serves no layout (only the local namespace). The writable directory defaults to
+//! The layout is a directory or a bundle tar (served in place); `-` serves no layout
+//! (only the local namespace). The writable directory defaults to
 //! a temporary one. Stops on Ctrl-C or SIGTERM.
 
 use std::net::{Ipv4Addr, SocketAddr};

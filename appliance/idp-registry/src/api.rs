@@ -1,8 +1,8 @@
 //! The distribution API v2 endpoints, over [`Registry`].
 
 use std::fmt::Display;
-use std::io::{self, Seek as _, SeekFrom};
-use std::path::PathBuf;
+use std::io;
+use std::sync::Arc;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -13,18 +13,19 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
+use crate::archive::BlobSource;
 use crate::body::Body;
 use crate::layout::Repo;
 use crate::local::{Upload, sniff_media_type};
 use crate::route::{self, ByteRange, Route, RouteError, query_param};
-use crate::{API_VERSION, API_VERSION_HEADER, LOCAL_PREFIX, MAX_MANIFEST_SIZE, Registry};
+use crate::{API_VERSION, API_VERSION_HEADER, Access, LOCAL_PREFIX, MAX_MANIFEST_SIZE, Registry};
 
 const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 const JSON: &str = "application/json; charset=utf-8";
 const OCTET_STREAM: &str = "application/octet-stream";
 
-/// Answers one request of the distribution API v2.
+/// Answers one request of the distribution API v2 with [`Access::Full`].
 ///
 /// Never fails: every problem is an error response with the distribution error body
 /// (`{"errors":[{"code":...,"message":...,"detail":...}]}`). Works on any request body
@@ -35,9 +36,20 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Display,
 {
+    handle_with(registry, Access::Full, request).await
+}
+
+/// Answers one request as [`handle`] does, with what `access` allows: with
+/// [`Access::MirrorOnly`], every request but `GET` and `HEAD` is `403 DENIED` (its body
+/// is not read) and `local/` names are unknown.
+pub async fn handle_with<B>(registry: &Registry, access: Access, request: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Display,
+{
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut response = match dispatch(registry, request).await {
+    let mut response = match dispatch(registry, access, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -113,6 +125,15 @@ impl ApiError {
             "UNSUPPORTED",
             format!("the mirror is read-only; push to {LOCAL_PREFIX}/<name>"),
             json!({ "name": name }),
+        )
+    }
+
+    fn denied(method: &Method) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            "requested access to the resource is denied",
+            json!({ "method": method.as_str(), "reason": "this registry is a read-only mirror: only GET and HEAD are served" }),
         )
     }
 
@@ -193,24 +214,33 @@ pub(crate) fn mirror_key(name: &str, ns: Option<&str>) -> (String, String) {
     (registry, repository)
 }
 
-async fn dispatch<B>(registry: &Registry, request: Request<B>) -> Result<Response<Body>, ApiError>
+async fn dispatch<B>(registry: &Registry, access: Access, request: Request<B>) -> Result<Response<Body>, ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Display,
 {
     let (parts, body) = request.into_parts();
+    let method = &parts.method;
+    let head = method == Method::HEAD;
+    let read = method == Method::GET || head;
+    let mirror_only = access == Access::MirrorOnly;
+    // Before anything else: no write form gets past here, whatever its path.
+    if mirror_only && !read {
+        return Err(ApiError::denied(method));
+    }
     let route = match route::parse(parts.uri.path()) {
         Ok(route) => route,
         Err(RouteError::NotFound) => return Err(ApiError::not_found()),
         Err(RouteError::Name(e)) => return Err(ApiError::name_invalid(&e)),
     };
     let query = parts.uri.query();
-    let method = &parts.method;
-    let head = method == Method::HEAD;
-    let read = method == Method::GET || head;
     match route {
+        Route::Uploads { .. } | Route::Upload { .. } if mirror_only => Err(ApiError::denied(method)),
+        Route::Tags { name } | Route::Manifest { name, .. } | Route::Blob { name, .. } if mirror_only && is_local(name) => {
+            Err(ApiError::name_unknown(name))
+        }
         Route::Base if read => Ok(json_response(&json!({}), &[])),
-        Route::Catalog if method == Method::GET => catalog(registry, query),
+        Route::Catalog if method == Method::GET => catalog(registry, access, query),
         Route::Tags { name } if method == Method::GET => tags_list(registry, name, query),
         Route::Base | Route::Catalog | Route::Tags { .. } => Err(ApiError::unsupported(&format!("{method} here"))),
         Route::Manifest { name, reference } => {
@@ -281,8 +311,12 @@ fn paginate(all: Vec<String>, query: Option<&str>, base: &str) -> Result<(Vec<St
     Ok((page, link))
 }
 
-fn catalog(registry: &Registry, query: Option<&str>) -> Result<Response<Body>, ApiError> {
-    let (page, link) = paginate(registry.catalog(), query, "/v2/_catalog")?;
+fn catalog(registry: &Registry, access: Access, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let names = match access {
+        Access::Full => registry.catalog(),
+        Access::MirrorOnly => registry.mirror.as_ref().map(crate::layout::Mirror::catalog).unwrap_or_default(),
+    };
+    let (page, link) = paginate(names, query, "/v2/_catalog")?;
     let link: Vec<(HeaderName, &str)> = link.as_deref().map(|l| (header::LINK, l)).into_iter().collect();
     Ok(json_response(&json!({ "repositories": page }), &link))
 }
@@ -357,23 +391,23 @@ async fn get_blob(
     head: bool,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, ApiError> {
-    let (path, size) = if is_local(name) {
+    let (source, size) = if is_local(name) {
         match registry.local.blob_size(digest).await {
-            Ok(Some(size)) => (registry.local.blob_path(digest), size),
+            Ok(Some(size)) => (BlobSource::File(registry.local.blob_path(digest)), size),
             Ok(None) => return Err(ApiError::blob_unknown(digest)),
             Err(e) => return Err(ApiError::internal("stat a blob", e)),
         }
     } else {
         let repo = mirror_repo(registry, name, query)?;
         let blob = repo.blobs.get(digest).ok_or_else(|| ApiError::blob_unknown(digest))?;
-        let path = registry.mirror.as_ref().map(|m| m.blob_path(digest)).ok_or_else(|| ApiError::blob_unknown(digest))?;
-        (path, blob.size)
+        let source = registry.mirror.as_ref().and_then(|m| m.blob(digest)).ok_or_else(|| ApiError::blob_unknown(digest))?;
+        (source, blob.size)
     };
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    serve_file(path, digest, size, head, range).await
+    serve_blob(source, digest, size, head, range).await
 }
 
-async fn serve_file(path: PathBuf, digest: &Digest, size: u64, head: bool, range: Option<&str>) -> Result<Response<Body>, ApiError> {
+async fn serve_blob(source: BlobSource, digest: &Digest, size: u64, head: bool, range: Option<&str>) -> Result<Response<Body>, ApiError> {
     let digest_text = digest.to_string();
     let etag = format!("\"{digest_text}\"");
     let mut headers = vec![
@@ -399,23 +433,33 @@ async fn serve_file(path: PathBuf, digest: &Digest, size: u64, head: bool, range
     if head {
         return Ok(respond(status, &borrowed, Body::empty()));
     }
-    let opened = tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path)?;
-        let actual = file.metadata()?.len();
-        if actual != size {
-            return Err(io::Error::other(format!("{} has {actual} bytes, {size} expected", path.display())));
+    let opened = tokio::task::spawn_blocking(move || match source {
+        BlobSource::File(path) => {
+            let file = std::fs::File::open(&path)?;
+            let actual = file.metadata()?.len();
+            if actual != size {
+                return Err(io::Error::other(format!("{} has {actual} bytes, {size} expected", path.display())));
+            }
+            Ok((Arc::new(file), start))
         }
-        file.seek(SeekFrom::Start(start))?;
-        Ok(file)
+        BlobSource::InTar { file, path, offset } => {
+            // The tar is held open since the registry opened it: a rename over it
+            // changes nothing here, but one cut short in place would.
+            let actual = file.metadata()?.len();
+            if actual < offset + size {
+                return Err(io::Error::other(format!("{} has {actual} bytes, the blob ends at byte {}", path.display(), offset + size)));
+            }
+            Ok((file, offset + start))
+        }
     })
     .await
     .map_err(|e| ApiError::internal("open a blob", e))?;
-    let file = match opened {
-        Ok(file) => file,
+    let (file, at) = match opened {
+        Ok(pair) => pair,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ApiError::blob_unknown(digest)),
         Err(e) => return Err(ApiError::internal("open a blob", e)),
     };
-    Ok(respond(status, &borrowed, Body::file(file, len)))
+    Ok(respond(status, &borrowed, Body::file_at(file, at, len)))
 }
 
 /// Why receiving a request body into a file stopped.

@@ -2,8 +2,10 @@
 
 use std::fs::File;
 use std::future::Future as _;
-use std::io::{self, Read as _};
+use std::io;
+use std::os::unix::fs::FileExt as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use hyper::body::{Bytes, Frame, SizeHint};
@@ -29,13 +31,16 @@ enum Inner {
     File(FileBody),
 }
 
-/// A chunk read on the blocking pool: the file back, and the bytes.
-type ChunkRead = JoinHandle<io::Result<(File, Vec<u8>)>>;
+/// A chunk read on the blocking pool.
+type ChunkRead = JoinHandle<io::Result<Vec<u8>>>;
 
 #[derive(Debug)]
 struct FileBody {
-    /// The file, positioned at the next byte to read, while no read is running.
-    file: Option<File>,
+    /// The file, read with positioned reads: one open file (a bundle tar) serves any
+    /// number of bodies at once.
+    file: Arc<File>,
+    /// The offset in the file of the next byte to ask of a read.
+    next: u64,
     /// Bytes of the range not yet handed to hyper.
     remaining: u64,
     /// Bytes of the range not yet asked of a read.
@@ -56,9 +61,10 @@ impl Body {
         Body { inner: Inner::Bytes((!bytes.is_empty()).then_some(bytes)) }
     }
 
-    /// `len` bytes of `file`, from where it is positioned now.
-    pub(crate) fn file(file: File, len: u64) -> Body {
-        Body { inner: Inner::File(FileBody { file: Some(file), remaining: len, unread: len, pending: None }) }
+    /// `len` bytes of `file` from byte `offset` (a blob file from 0, or a blob inside a
+    /// tar from its data's offset).
+    pub(crate) fn file_at(file: Arc<File>, offset: u64, len: u64) -> Body {
+        Body { inner: Inner::File(FileBody { file, next: offset, remaining: len, unread: len, pending: None }) }
     }
 }
 
@@ -68,22 +74,24 @@ impl FileBody {
         if self.unread == 0 || self.pending.is_some() {
             return;
         }
-        let Some(mut file) = self.file.take() else { return };
+        let file = self.file.clone();
         let want = self.unread.min(CHUNK);
+        let at = self.next;
         self.unread -= want;
+        self.next += want;
         let handle = tokio::task::spawn_blocking(move || {
             let len = usize::try_from(want).map_err(io::Error::other)?;
             let mut buf = vec![0u8; len];
             let mut filled = 0;
             while filled < len {
-                match file.read(&mut buf[filled..]) {
+                match file.read_at(&mut buf[filled..], at + filled as u64) {
                     Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the blob file ended early")),
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
                 }
             }
-            Ok((file, buf))
+            Ok(buf)
         });
         self.pending = Some((handle, want));
     }
@@ -107,8 +115,8 @@ impl hyper::body::Body for Body {
                 };
                 let joined = ready!(Pin::new(handle).poll(cx));
                 let want = body.pending.take().map_or(0, |(_, want)| want);
-                let (file, chunk) = match joined {
-                    Ok(Ok(pair)) => pair,
+                let chunk = match joined {
+                    Ok(Ok(chunk)) => chunk,
                     Ok(Err(e)) => {
                         body.remaining = 0;
                         return Poll::Ready(Some(Err(e)));
@@ -119,7 +127,6 @@ impl hyper::body::Body for Body {
                     }
                 };
                 body.remaining -= want;
-                body.file = Some(file);
                 body.start_read();
                 Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
             }
@@ -145,7 +152,7 @@ impl hyper::body::Body for Body {
 mod tests {
     use super::*;
     use http_body_util::BodyExt as _;
-    use std::io::{Seek as _, SeekFrom, Write as _};
+    use std::io::Write as _;
 
     fn temp_file(len: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
         let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
@@ -158,9 +165,8 @@ mod tests {
     async fn streams_a_range_of_a_file_in_chunks() {
         let len = (2 * CHUNK + 12345) as usize;
         let (f, data) = temp_file(len + 100);
-        let mut file = File::open(f.path()).expect("open");
-        file.seek(SeekFrom::Start(50)).expect("seek");
-        let mut body = Body::file(file, len as u64);
+        let file = Arc::new(File::open(f.path()).expect("open"));
+        let mut body = Body::file_at(file, 50, len as u64);
         assert_eq!(hyper::body::Body::size_hint(&body).exact(), Some(len as u64));
         let mut got = Vec::new();
         let mut frames = 0;
@@ -178,8 +184,8 @@ mod tests {
     #[tokio::test]
     async fn a_file_shorter_than_promised_is_an_error() {
         let (f, _) = temp_file(10);
-        let file = File::open(f.path()).expect("open");
-        let body = Body::file(file, 20);
+        let file = Arc::new(File::open(f.path()).expect("open"));
+        let body = Body::file_at(file, 0, 20);
         let err = body.collect().await.expect_err("short file");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }

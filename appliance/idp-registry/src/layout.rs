@@ -1,13 +1,16 @@
-//! The mirror: an OCI image layout, read once at open, served read-only.
+//! The mirror: an OCI image layout (a directory, or a tar of one served in place), read
+//! once at open, served read-only.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hyper::body::Bytes;
 use idp_core::oci::{self, Blob, DOCKER_HUB, Descriptor, Digest, ImageIndex, ImageName, OciLayout};
 
+use crate::archive::{self, BlobSource, Span};
 use crate::{MAX_MANIFEST_SIZE, RegistryError};
 
 /// A repository of the mirror: its tags and everything its images reach.
@@ -19,10 +22,21 @@ pub(crate) struct Repo {
     pub blobs: HashMap<Digest, Blob>,
 }
 
+/// Where the layout's blobs are.
+#[derive(Debug)]
+enum Store {
+    /// A directory: `blobs/sha256/<hex>` files.
+    Dir,
+    /// A tar: spans of the one open file.
+    Tar { file: Arc<File>, blobs: HashMap<Digest, Span> },
+}
+
 /// The read-only layout.
 #[derive(Debug)]
 pub(crate) struct Mirror {
+    /// The directory or the tar.
     root: PathBuf,
+    store: Store,
     /// `(registry, repository)` -> the repository.
     repos: HashMap<(String, String), Repo>,
     /// The bytes of every manifest and index, shared by the repositories.
@@ -30,15 +44,27 @@ pub(crate) struct Mirror {
 }
 
 impl Mirror {
-    /// Reads `oci-layout` and `index.json` and walks every named image.
+    /// Reads `oci-layout` and `index.json` and walks every named image, of the layout
+    /// directory at `root`, or of the tar of one that `root` is.
     pub fn open(root: PathBuf) -> Result<Mirror, RegistryError> {
-        let layout: OciLayout = read_json(&root.join("oci-layout"))?;
+        let meta = fs::metadata(&root).map_err(|source| RegistryError::Io { action: "stat", path: root.clone(), source })?;
+        let (layout, index, store) = if meta.is_dir() {
+            let layout: OciLayout = read_json(&root.join("oci-layout"))?;
+            let index: ImageIndex = read_json(&root.join("index.json"))?;
+            (layout, index, Store::Dir)
+        } else if meta.is_file() {
+            let tar = archive::scan(&root)?;
+            let layout: OciLayout = parse_entry(&root, "oci-layout", tar.oci_layout)?;
+            let index: ImageIndex = parse_entry(&root, "index.json", tar.index)?;
+            (layout, index, Store::Tar { file: tar.file, blobs: tar.blobs })
+        } else {
+            return Err(RegistryError::NotALayout { path: root, reason: "neither a directory nor a tar file".into() });
+        };
         if !layout.image_layout_version.starts_with("1.") {
             let reason = format!("imageLayoutVersion {:?} is not 1.x", layout.image_layout_version);
             return Err(RegistryError::NotALayout { path: root, reason });
         }
-        let index: ImageIndex = read_json(&root.join("index.json"))?;
-        let mut mirror = Mirror { root, repos: HashMap::new(), manifests: HashMap::new() };
+        let mut mirror = Mirror { root, store, repos: HashMap::new(), manifests: HashMap::new() };
         let mut sizes: HashMap<Digest, Option<u64>> = HashMap::new();
         for desc in &index.manifests {
             let Some(ref_name) = desc.ref_name() else {
@@ -81,14 +107,21 @@ impl Mirror {
 
     fn walk(&mut self, root: &Descriptor, sizes: &mut HashMap<Digest, Option<u64>>) -> Result<Vec<Blob>, oci::WalkError<io::Error>> {
         let blobs_dir = self.root.join("blobs/sha256");
-        let manifests = &mut self.manifests;
+        let (manifests, store, tar) = (&mut self.manifests, &self.store, &self.root);
         oci::walk(
             root,
             |digest| {
                 if let Some(bytes) = manifests.get(digest) {
                     return Ok(Some(bytes.to_vec()));
                 }
-                let Some(bytes) = read_manifest(&blobs_dir.join(digest.hex()))? else { return Ok(None) };
+                let bytes = match store {
+                    Store::Dir => read_manifest(&blobs_dir.join(digest.hex()))?,
+                    Store::Tar { file, blobs } => match blobs.get(digest) {
+                        Some(span) => Some(read_span(file, *span, tar, digest)?),
+                        None => None,
+                    },
+                };
+                let Some(bytes) = bytes else { return Ok(None) };
                 manifests.insert(digest.clone(), Bytes::from(bytes.clone()));
                 Ok(Some(bytes))
             },
@@ -96,11 +129,14 @@ impl Mirror {
                 if let Some(size) = sizes.get(digest) {
                     return Ok(*size);
                 }
-                let size = match fs::metadata(blobs_dir.join(digest.hex())) {
-                    Ok(meta) if meta.is_file() => Some(meta.len()),
-                    Ok(_) => None,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                    Err(e) => return Err(e),
+                let size = match store {
+                    Store::Tar { blobs, .. } => blobs.get(digest).map(|span| span.size),
+                    Store::Dir => match fs::metadata(blobs_dir.join(digest.hex())) {
+                        Ok(meta) if meta.is_file() => Some(meta.len()),
+                        Ok(_) => None,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                        Err(e) => return Err(e),
+                    },
                 };
                 sizes.insert(digest.clone(), size);
                 Ok(size)
@@ -118,9 +154,15 @@ impl Mirror {
         self.manifests.get(digest)
     }
 
-    /// Where a blob of the layout is.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(digest.hex())
+    /// Where a blob of the layout is; `None` for a tar without it (a directory's blob is
+    /// looked for when it is served).
+    pub fn blob(&self, digest: &Digest) -> Option<BlobSource> {
+        match &self.store {
+            Store::Dir => Some(BlobSource::File(self.root.join("blobs/sha256").join(digest.hex()))),
+            Store::Tar { file, blobs } => {
+                blobs.get(digest).map(|span| BlobSource::InTar { file: file.clone(), path: self.root.clone(), offset: span.offset })
+            }
+        }
     }
 
     /// The registries with at least one repository, sorted.
@@ -147,6 +189,33 @@ impl Mirror {
         out.sort();
         out
     }
+}
+
+/// The bytes of a manifest inside a tar; one over [`MAX_MANIFEST_SIZE`] is an error, and
+/// is not read.
+fn read_span(file: &File, span: Span, tar: &Path, digest: &Digest) -> io::Result<Vec<u8>> {
+    if span.size > MAX_MANIFEST_SIZE {
+        return Err(io::Error::other(format!(
+            "blobs/sha256/{} in {} has {} bytes, more than a manifest may",
+            digest.hex(),
+            tar.display(),
+            span.size
+        )));
+    }
+    let mut bytes = vec![0u8; usize::try_from(span.size).map_err(io::Error::other)?];
+    let got = archive::read_full_at(file, &mut bytes, span.offset)?;
+    if got < bytes.len() {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} ended inside blobs/sha256/{}", tar.display(), digest.hex())));
+    }
+    Ok(bytes)
+}
+
+/// Parses a JSON entry of the tar at `tar`.
+fn parse_entry<T: serde::de::DeserializeOwned>(tar: &Path, name: &str, bytes: Option<Vec<u8>>) -> Result<T, RegistryError> {
+    let Some(bytes) = bytes else {
+        return Err(RegistryError::NotALayout { path: tar.to_owned(), reason: format!("the tar has no {name} entry") });
+    };
+    serde_json::from_slice(&bytes).map_err(|source| RegistryError::Json { path: tar.join(name), source })
 }
 
 /// Reads and parses a JSON file.

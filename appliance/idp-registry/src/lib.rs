@@ -2,7 +2,8 @@
 //!
 //! - **The mirror** (read-only): an OCI image layout (the bundle), served as the mirror
 //!   of every registry its images come from. Manifests by tag and digest, blobs with
-//!   `Range`, `tags/list` and `_catalog`.
+//!   `Range`, `tags/list` and `_catalog`. The layout is a directory, or a tar of one (what
+//!   `idp-lab bundle create` writes) served in place: see [Bundle tars](#bundle-tars).
 //! - **The local namespace** (writable): every repository whose first path component is
 //!   [`LOCAL_PREFIX`] (`local/app`, `local/team/api`), stored in a directory of its own
 //!   (itself an OCI image layout). Monolithic and chunked blob uploads and manifest
@@ -56,12 +57,36 @@
 //! file path: files are named only by validated digests' hex and by upload ids this
 //! registry made.
 //!
+//! # Bundle tars
+//!
+//! [`Registry::open`] takes a directory as a layout directory and a file as a tar of one
+//! (plain, not compressed). It makes one pass over the tar's headers, seeking over the
+//! data: `oci-layout` and `index.json` are read as they go by, every
+//! `blobs/sha256/<hex>` entry is kept as (offset, size), and then the manifests the
+//! images reach are read by offset and held in memory, as for a directory. A blob is
+//! then served from its span of the tar, which stays open (a new tar renamed over it
+//! changes nothing until the next open). Names may start with `./` (GNU tar's
+//! `tar -C dir -cf x.tar .`); directories and stray files are passed over.
+//!
+//! Refused at open, as [`RegistryError::Tar`] naming the entry and its byte: a header
+//! that does not parse (a gzip-compressed bundle is named as such), data running past
+//! the end of the file, a file that ends before the end-of-archive marker, a layout
+//! entry that is not a regular file (a link, a sparse file), and a name that appears
+//! twice. A blob an image reaches that is not in the tar is
+//! [`RegistryError::Incomplete`], as for a directory.
+//!
 //! # Serving
 //!
 //! [`handle`] answers one request without a socket (tests call it directly); [`serve`]
 //! runs it on a listener the caller bound, until a cancellation token fires. Blobs are
 //! streamed from disk in 1 MiB chunks read ahead on the blocking pool ([`Body`]);
 //! manifests of the mirror are held in memory.
+//!
+//! [`handle_with`] and [`serve_with`] take an [`Access`]: [`Access::MirrorOnly`] is the
+//! read-only view for a listener other machines reach (a workshop's LAN): only `GET`
+//! and `HEAD` are answered, every other request is `403 DENIED` before its path is even
+//! read, the upload endpoints are `DENIED` too, `local/` names are `NAME_UNKNOWN` and
+//! `_catalog` lists the mirror alone. One [`Registry`] can serve both views at once.
 //!
 //! What it leaves out, on purpose:
 //!
@@ -73,6 +98,7 @@
 //!   `uploads/`.
 
 mod api;
+mod archive;
 mod body;
 mod layout;
 mod local;
@@ -81,9 +107,9 @@ mod serve;
 
 use std::path::PathBuf;
 
-pub use api::handle;
+pub use api::{handle, handle_with};
 pub use body::Body;
-pub use serve::{DRAIN_TIMEOUT, serve};
+pub use serve::{DRAIN_TIMEOUT, serve, serve_with};
 
 /// The first path component of the writable namespace's repositories.
 pub const LOCAL_PREFIX: &str = "local";
@@ -93,6 +119,17 @@ pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 /// Its value.
 pub const API_VERSION: &str = "registry/2.0";
+
+/// What a listener of the registry lets its clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Everything: the mirror (read-only) and the local namespace (read-write).
+    #[default]
+    Full,
+    /// The mirror alone, read-only: `GET` and `HEAD` only (anything else is
+    /// `403 DENIED`), no upload endpoints, no `local/` names, `_catalog` without them.
+    MirrorOnly,
+}
 
 /// Why the registry could not be opened or served.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +162,21 @@ pub enum RegistryError {
         /// What is wrong.
         reason: String,
     },
+    /// A tar of a layout is truncated or malformed, or holds a name twice.
+    #[error("{} cannot be served as a bundle tar: {entry} (header at byte {offset}): {reason}", path.display())]
+    Tar {
+        /// The tar.
+        path: PathBuf,
+        /// The entry's name, or which header (`the header after blobs/sha256/...`).
+        entry: String,
+        /// The byte of the file where that entry's header is (or would be).
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+        /// The reader's error, when one said it.
+        #[source]
+        source: Option<std::io::Error>,
+    },
     /// An image of the layout lacks content or has content that does not match.
     #[error("image {name} in {} is incomplete (run `idp-lab bundle verify`)", layout.display())]
     Incomplete {
@@ -149,13 +201,15 @@ pub struct Registry {
 
 impl Registry {
     /// Opens the registry: the OCI image layout at `read_only_layout` (the bundle,
-    /// never written) as the mirror, when given, and `writable_dir` for the local
-    /// namespace (created as an empty OCI image layout when missing; unfinished uploads
-    /// of a previous run are removed).
+    /// never written: a layout directory, or a tar of one served in place) as the
+    /// mirror, when given, and `writable_dir` for the local namespace (created as an
+    /// empty OCI image layout when missing; unfinished uploads of a previous run are
+    /// removed).
     ///
-    /// Every image of the layout is walked: a missing blob or a size or digest
-    /// mismatch is [`RegistryError::Incomplete`]. Blocking (it reads every manifest
-    /// and stats every blob); call it from `spawn_blocking` in async code.
+    /// A tar is checked whole first ([`RegistryError::Tar`]; see the crate docs). Every
+    /// image of the layout is walked: a missing blob or a size or digest mismatch is
+    /// [`RegistryError::Incomplete`]. Blocking (it reads every manifest and stats every
+    /// blob, or reads every tar header); call it from `spawn_blocking` in async code.
     pub fn open(read_only_layout: Option<PathBuf>, writable_dir: PathBuf) -> Result<Registry, RegistryError> {
         let mirror = read_only_layout.map(layout::Mirror::open).transpose()?;
         let local = local::Local::open(writable_dir)?;

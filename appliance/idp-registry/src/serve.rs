@@ -11,17 +11,30 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{Registry, RegistryError, handle};
+use crate::{Access, Registry, RegistryError, handle_with};
 
 /// How long requests in flight may go on after shutdown is asked for.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `registry` over HTTP/1.1 on `listener` until `shutdown` is cancelled, then
-/// lets requests in flight finish for up to [`DRAIN_TIMEOUT`]. Docker and containerd
-/// speak plain HTTP/1.1 to a registry they are told is insecure (127.0.0.1 always is).
+/// Serves `registry` over HTTP/1.1 on `listener` with [`Access::Full`] until `shutdown`
+/// is cancelled, then lets requests in flight finish for up to [`DRAIN_TIMEOUT`]. Docker
+/// and containerd speak plain HTTP/1.1 to a registry they are told is insecure
+/// (127.0.0.1 always is).
 pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: CancellationToken) -> Result<(), RegistryError> {
+    serve_with(listener, registry, Access::Full, shutdown).await
+}
+
+/// Serves as [`serve`] does, with what `access` allows on this listener. Several
+/// listeners may serve one registry, each with its own access (the lab network with
+/// [`Access::Full`], the LAN with [`Access::MirrorOnly`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    access: Access,
+    shutdown: CancellationToken,
+) -> Result<(), RegistryError> {
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -43,7 +56,7 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: Can
         tracker.spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let registry = registry.clone();
-                async move { Ok::<_, Infallible>(handle(&registry, request).await) }
+                async move { Ok::<_, Infallible>(handle_with(&registry, access, request).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

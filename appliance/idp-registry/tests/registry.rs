@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use idp_core::oci::{self, Descriptor, Digest, ImageIndex, OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST, Platform};
-use idp_registry::Registry;
+use idp_registry::{Access, Registry, RegistryError};
 use idp_test::process::Supervised;
 use idp_test::testbed::{in_ci, report_skip};
 use idp_test::{Need, require};
@@ -233,10 +233,15 @@ struct Ours {
 impl Ours {
     async fn start(layout: Option<PathBuf>, local: PathBuf) -> anyhow::Result<Ours> {
         let registry = tokio::task::spawn_blocking(move || Registry::open(layout, local)).await??;
+        Ours::serve(Arc::new(registry), Access::Full).await
+    }
+
+    /// Another listener for a registry already open, with its own access.
+    async fn serve(registry: Arc<Registry>, access: Access) -> anyhow::Result<Ours> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(idp_registry::serve(listener, Arc::new(registry), shutdown.clone()));
+        let task = tokio::spawn(idp_registry::serve_with(listener, registry, access, shutdown.clone()));
         Ok(Ours { addr, shutdown, task })
     }
 
@@ -384,13 +389,21 @@ async fn seed(dist: SocketAddr) -> anyhow::Result<Seeded> {
 /// Copies the seeded images (and `base`, a Docker-imported image distribution holds as
 /// `library/base:1`) into an OCI layout with skopeo.
 async fn make_layout(dist: SocketAddr, layout: &Path) -> anyhow::Result<()> {
+    copy_seeded(dist, layout).await?;
+    let dest = format!("oci:{}:docker.io/library/base:1", layout.display());
+    skopeo(&["copy", "--src-tls-verify=false", &format!("docker://{dist}/library/base:1"), &dest]).await?;
+    Ok(())
+}
+
+/// Copies the seeded images (not `base`) into an OCI layout with skopeo:
+/// `ghcr.io/org/multi:1` (the index) and `docker.io/org/multi:1` (`org/other`).
+async fn copy_seeded(dist: SocketAddr, layout: &Path) -> anyhow::Result<()> {
     let dest = |name: &str| format!("oci:{}:{name}", layout.display());
     let src = |repo: &str| format!("docker://{dist}/{repo}");
     // Uncompressed layers stay as they are, so the layout keeps distribution's digests.
     let keep = ["--preserve-digests", "--dest-oci-accept-uncompressed-layers", "--src-tls-verify=false"];
     skopeo(&[&["copy", "--all"], &keep[..], &[&src("org/multi:1"), &dest("ghcr.io/org/multi:1")]].concat()).await?;
     skopeo(&[&["copy"], &keep[..], &[&src("org/other:1"), &dest("docker.io/org/multi:1")]].concat()).await?;
-    skopeo(&["copy", "--src-tls-verify=false", &src("library/base:1"), &dest("docker.io/library/base:1")]).await?;
     Ok(())
 }
 
@@ -593,6 +606,165 @@ async fn mirror_scenario() -> anyhow::Result<()> {
     ensure!(pushed.header("content-type") == Some(OCI_INDEX));
 
     ours.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_tar_is_served_in_place_like_its_layout_directory() {
+    require_tools!("docker-registry", "skopeo", "tar");
+    if let Err(e) = tar_scenario().await {
+        panic!("{e:#}");
+    }
+}
+
+/// Where the data of entry `name` (as GNU tar wrote it) is in the tar at `path`: its
+/// offset, its size and the entry's index.
+fn tar_entry(path: &Path, name: &str) -> anyhow::Result<(u64, u64, usize)> {
+    let mut archive = tar::Archive::new(std::fs::File::open(path)?);
+    for (i, entry) in archive.entries_with_seek()?.enumerate() {
+        let entry = entry?;
+        if entry.path()?.to_string_lossy() == name {
+            return Ok((entry.raw_file_position(), entry.size(), i));
+        }
+    }
+    bail!("{name} is not in {}", path.display())
+}
+
+/// `skopeo copy [--all] docker://{addr}/{name} dir:{out}`; the manifest's digest and
+/// the blobs copied.
+async fn copy_out(addr: SocketAddr, name: &str, all: bool, out: &Path) -> anyhow::Result<(Digest, BTreeSet<String>)> {
+    let (src, dest) = (format!("docker://{addr}/{name}"), format!("dir:{}", out.display()));
+    let mut args = vec!["copy", "--src-tls-verify=false"];
+    if all {
+        args.push("--all");
+    }
+    args.extend([src.as_str(), dest.as_str()]);
+    skopeo(&args).await?;
+    Ok((Digest::of(&std::fs::read(out.join("manifest.json"))?), dir_blobs(out)?))
+}
+
+async fn tar_scenario() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dist = Distribution::start(dir.path()).await?;
+    let seeded = seed(dist.addr).await?;
+    let layout = dir.path().join("layout");
+    copy_seeded(dist.addr, &layout).await?;
+    // GNU tar's own order and names: `./`, `./blobs/sha256/...` by name, then
+    // `./index.json` and `./oci-layout` last.
+    let bundle = dir.path().join("bundle.tar");
+    let (layout_arg, bundle_arg) = (layout.display().to_string(), bundle.display().to_string());
+    run("tar", &["--sort=name", "--owner=0", "--group=0", "-C", &layout_arg, "-cf", &bundle_arg, "."]).await?;
+    let big = &seeded.big.0;
+    let big_entry = format!("./blobs/sha256/{}", big.digest.hex());
+    let (big_at, _, big_index) = tar_entry(&bundle, &big_entry)?;
+    ensure!(big_index > 3 && big_at > 1024, "the big layer is entry {big_index} at byte {big_at}");
+
+    let registry = {
+        let (bundle, local) = (bundle.clone(), dir.path().join("local"));
+        Arc::new(tokio::task::spawn_blocking(move || Registry::open(Some(bundle), local)).await??)
+    };
+    let from_tar = Ours::serve(registry.clone(), Access::Full).await?;
+    let from_dir = Ours::start(Some(layout.clone()), dir.path().join("local-dir")).await?;
+
+    // skopeo copies the same content out of both, with distribution's digests.
+    for (name, all, digest) in [("ghcr.io/org/multi:1", true, &seeded.index.digest), ("org/multi:1", false, &seeded.other.digest)] {
+        let slug = Digest::of(name.as_bytes()).hex()[..8].to_owned();
+        let (tar_digest, tar_blobs) = copy_out(from_tar.addr, name, all, &dir.path().join(format!("tar-{slug}"))).await?;
+        let (dir_digest, dir_blobs) = copy_out(from_dir.addr, name, all, &dir.path().join(format!("dir-{slug}"))).await?;
+        ensure!(tar_digest == *digest && dir_digest == *digest, "{name}: tar {tar_digest}, directory {dir_digest}, distribution {digest}");
+        ensure!(tar_blobs == dir_blobs && !tar_blobs.is_empty(), "{name}: the tar gave {tar_blobs:?}, the directory {dir_blobs:?}");
+    }
+    let listed = http(from_tar.addr, "GET", "/v2/_catalog", &[], b"").await?;
+    ensure!(
+        serde_json::from_slice::<Value>(&listed.body)? == json!({ "repositories": ["ghcr.io/org/multi", "org/multi"] }),
+        "{}",
+        listed.text()
+    );
+
+    // Ranges in the big layer, deep inside the tar: its bytes, as distribution answers.
+    let (_, big_bytes) = &seeded.big;
+    let size = big_bytes.len();
+    for (range, start, end) in [("bytes=0-0", 0, 0), ("bytes=1000-2000000", 1000, 2_000_000), ("bytes=-100", size - 100, size - 1)] {
+        let a = http(from_tar.addr, "GET", &format!("/v2/ghcr.io/org/multi/blobs/{}", big.digest), &[("Range", range)], b"").await?;
+        let b = http(dist.addr, "GET", &format!("/v2/org/multi/blobs/{}", big.digest), &[("Range", range)], b"").await?;
+        ensure!(
+            a.status == 206 && a.header("content-range") == Some(format!("bytes {start}-{end}/{size}").as_str()),
+            "{range}: {}",
+            a.status
+        );
+        ensure!(a.body == big_bytes[start..=end], "{range}: not the layer's bytes");
+        ensure!(
+            b.status == 206 && a.body == b.body && a.header("content-range") == b.header("content-range"),
+            "{range}: distribution differs"
+        );
+    }
+
+    // An unknown digest: 404 with the error JSON, as distribution answers.
+    let unknown = Digest::of(b"not in the bundle");
+    let a = http(from_tar.addr, "GET", &format!("/v2/ghcr.io/org/multi/blobs/{unknown}"), &[], b"").await?;
+    let b = http(dist.addr, "GET", &format!("/v2/org/multi/blobs/{unknown}"), &[], b"").await?;
+    ensure!(a.status == 404 && a.code() == "BLOB_UNKNOWN" && b.code() == "BLOB_UNKNOWN", "{} {}", a.status, a.text());
+    ensure!(a.header("content-type").is_some_and(|t| t.starts_with("application/json")));
+    let detail: Value = serde_json::from_slice(&a.body)?;
+    ensure!(detail["errors"][0]["detail"]["digest"] == unknown.to_string(), "{detail}");
+
+    // The read-only view of the same registry: skopeo pulls, skopeo's push is denied,
+    // and local/ is not there.
+    let lan = Ours::serve(registry.clone(), Access::MirrorOnly).await?;
+    let (digest, _) = copy_out(lan.addr, "ghcr.io/org/multi:1", true, &dir.path().join("lan-copy")).await?;
+    ensure!(digest == seeded.index.digest, "through the read-only view: {digest}");
+    let push = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("dir:{}", dir.path().join("lan-copy").display()),
+        &format!("docker://{}/local/pushed:1", lan.addr),
+    ])
+    .await;
+    let refused = push.err().map(|e| format!("{e:#}")).unwrap_or_default();
+    ensure!(refused.to_lowercase().contains("denied"), "skopeo's push to the read-only view: {refused:?}");
+    let post = http(lan.addr, "POST", "/v2/local/pushed/blobs/uploads/", &[], b"").await?;
+    ensure!(post.status == 403 && post.code() == "DENIED", "POST: {} {}", post.status, post.text());
+    // The same push through the full view works, and stays invisible on the other.
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("dir:{}", dir.path().join("lan-copy").display()),
+        &format!("docker://{}/local/pushed:1", from_tar.addr),
+    ])
+    .await?;
+    let full = http(from_tar.addr, "HEAD", "/v2/local/pushed/manifests/1", &[], b"").await?;
+    let view = http(lan.addr, "HEAD", "/v2/local/pushed/manifests/1", &[], b"").await?;
+    ensure!(full.status == 200 && view.status == 404, "local/pushed: full view {}, read-only view {}", full.status, view.status);
+    lan.stop().await?;
+    from_tar.stop().await?;
+    from_dir.stop().await?;
+
+    // A tar cut inside the big layer: refused at open, naming the file and the entry.
+    let cut = dir.path().join("cut.tar");
+    let bytes = std::fs::read(&bundle)?;
+    std::fs::write(&cut, &bytes[..usize::try_from(big_at)? + size / 2])?;
+    let opened = Registry::open(Some(cut.clone()), dir.path().join("local-cut"));
+    match opened {
+        Err(e @ RegistryError::Tar { .. }) => {
+            let message = e.to_string();
+            ensure!(
+                message.contains(&cut.display().to_string()) && message.contains(&big_entry[2..]) && message.contains("truncated"),
+                "{message}"
+            );
+        }
+        Err(e) => bail!("the cut tar: {e:#}"),
+        Ok(_) => bail!("the cut tar was served"),
+    }
+    // And one cut between entries: after the last one (`./oci-layout`), without the zero
+    // blocks GNU tar ends with.
+    let (last_at, last_size, _) = tar_entry(&bundle, "./oci-layout")?;
+    let cut_at = usize::try_from((last_at + last_size).div_ceil(512) * 512)?;
+    ensure!(cut_at < bytes.len() && bytes[cut_at..].iter().all(|b| *b == 0), "oci-layout is not the last entry");
+    std::fs::write(&cut, &bytes[..cut_at])?;
+    ensure!(
+        matches!(Registry::open(Some(cut.clone()), dir.path().join("local-cut")), Err(RegistryError::Tar { .. })),
+        "a tar without its end-of-archive marker was served"
+    );
     Ok(())
 }
 

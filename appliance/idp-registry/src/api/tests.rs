@@ -610,3 +610,401 @@ fn mirror_keys() {
         assert_eq!(mirror_key(name, ns), (registry.to_owned(), repository.to_owned()), "{name} {ns:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------
+// A bundle tar, served in place.
+
+/// One entry of a test tar.
+enum TarEntry {
+    File(String, Vec<u8>),
+    Dir(String),
+    Symlink(String, String),
+}
+
+/// The entries of a tar of the layout at `dir`, ordered as `bundle create` orders
+/// them: `oci-layout`, `index.json`, the directories, then the blobs, by name.
+fn layout_entries(dir: &Path) -> Vec<TarEntry> {
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("read a layout file");
+    let mut entries = vec![
+        TarEntry::File("oci-layout".into(), read("oci-layout")),
+        TarEntry::File("index.json".into(), read("index.json")),
+        TarEntry::Dir("blobs/".into()),
+        TarEntry::Dir("blobs/sha256/".into()),
+    ];
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .expect("blobs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let name = format!("blobs/sha256/{name}");
+        let bytes = read(&name);
+        entries.push(TarEntry::File(name, bytes));
+    }
+    entries
+}
+
+/// A tar of `entries` with the tar crate, ended with the end-of-archive marker.
+fn tar_bytes(entries: &[TarEntry]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(0);
+        match entry {
+            TarEntry::File(name, bytes) => {
+                header.set_mode(0o644);
+                header.set_size(bytes.len() as u64);
+                header.set_entry_type(tar::EntryType::Regular);
+                builder.append_data(&mut header, name, bytes.as_slice()).expect("append a file");
+            }
+            TarEntry::Dir(name) => {
+                header.set_mode(0o755);
+                header.set_size(0);
+                header.set_entry_type(tar::EntryType::Directory);
+                builder.append_data(&mut header, name, std::io::empty()).expect("append a directory");
+            }
+            TarEntry::Symlink(name, target) => {
+                header.set_mode(0o777);
+                header.set_size(0);
+                header.set_entry_type(tar::EntryType::Symlink);
+                builder.append_link(&mut header, name, target).expect("append a link");
+            }
+        }
+    }
+    builder.into_inner().expect("finish the tar")
+}
+
+/// Where the data of entry `name` starts in `tar`, and its index among the entries.
+fn entry_offset(tar: &[u8], name: &str) -> (u64, usize) {
+    let mut archive = tar::Archive::new(tar);
+    for (i, entry) in archive.entries().expect("entries").enumerate() {
+        let entry = entry.expect("entry");
+        if entry.path().expect("path").to_string_lossy() == name {
+            return (entry.raw_file_position(), i);
+        }
+    }
+    panic!("{name} is not in the tar");
+}
+
+fn write_tar(dir: &tempfile::TempDir, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.path().join("bundle.tar");
+    std::fs::write(&path, bytes).expect("write the tar");
+    path
+}
+
+fn open_tar(path: &Path) -> Result<Registry, RegistryError> {
+    let local = tempfile::tempdir().expect("local");
+    Registry::open(Some(path.to_owned()), local.path().join("store"))
+}
+
+/// A request's headers.
+type Headers = Vec<(&'static str, &'static str)>;
+
+/// The answer's parts that must not depend on where the layout is.
+fn same(a: &Answer) -> (StatusCode, Option<String>, Option<String>, Option<String>, Option<String>, Bytes) {
+    let h = |n: &str| a.header(n).map(str::to_owned);
+    (a.status, h("content-type"), h("docker-content-digest"), h("content-length"), h("content-range"), a.body.clone())
+}
+
+#[tokio::test]
+async fn a_tar_of_the_layout_serves_what_the_directory_serves() {
+    let f = fixture();
+    let tar = tar_bytes(&layout_entries(f.layout.path()));
+    let out = tempfile::tempdir().expect("out");
+    let tar_path = write_tar(&out, &tar);
+    let from_tar = open_tar(&tar_path).expect("open the tar");
+    let (big, big_bytes) = &f.big_layer;
+    // The big layer is deep inside the tar: an offset error would show.
+    let (offset, index) = entry_offset(&tar, &format!("blobs/sha256/{}", big.digest.hex()));
+    assert!(index > 4 && offset > 4096, "the big layer is entry {index} at byte {offset}");
+    let blob = format!("/v2/library/x/blobs/{}", big.digest);
+    let small = format!("/v2/ghcr.io/org/app/blobs/{}", Digest::of(b"ghcr layer"));
+    let unknown = format!("/v2/library/x/blobs/{}", Digest::of(b"nothing"));
+    let requests: Vec<(Method, String, Headers)> = vec![
+        (Method::GET, "/v2/".into(), vec![]),
+        (Method::GET, "/v2/library/x/manifests/1".into(), vec![]),
+        (Method::HEAD, "/v2/library/x/manifests/1".into(), vec![]),
+        (Method::GET, format!("/v2/library/x/manifests/{}", f.x_amd64.digest), vec![]),
+        (Method::GET, "/v2/org/app/manifests/v1?ns=ghcr.io".into(), vec![]),
+        (Method::GET, "/v2/org/app/manifests/v1".into(), vec![]),
+        (Method::GET, blob.clone(), vec![]),
+        (Method::HEAD, blob.clone(), vec![]),
+        (Method::GET, blob.clone(), vec![("range", "bytes=0-0")]),
+        (Method::GET, blob.clone(), vec![("range", "bytes=1048570-2097160")]),
+        (Method::GET, blob.clone(), vec![("range", "bytes=-7")]),
+        (Method::GET, blob.clone(), vec![("range", "bytes=99999999-")]),
+        (Method::GET, small.clone(), vec![("range", "bytes=5-")]),
+        (Method::GET, small, vec![]),
+        (Method::GET, unknown, vec![]),
+        (Method::GET, "/v2/library/x/manifests/2".into(), vec![]),
+        (Method::GET, "/v2/_catalog".into(), vec![]),
+        (Method::GET, "/v2/library/x/tags/list".into(), vec![]),
+    ];
+    for (method, uri, headers) in &requests {
+        let a = call(&f.registry, method.clone(), uri, headers, b"").await;
+        let b = call(&from_tar, method.clone(), uri, headers, b"").await;
+        assert_eq!(same(&a), same(&b), "{method} {uri} {headers:?}");
+    }
+    // And the bytes are the layer's, not its neighbours' in the tar.
+    let ranged = call(&from_tar, Method::GET, &blob, &[("range", "bytes=1048570-2097160")], b"").await;
+    assert_eq!(ranged.status, StatusCode::PARTIAL_CONTENT);
+    assert!(ranged.body == big_bytes[1_048_570..=2_097_160], "the range's bytes");
+    let whole = get(&from_tar, &blob).await;
+    assert_eq!(Digest::of(&whole.body), big.digest);
+    let unknown = get(&from_tar, &format!("/v2/library/x/blobs/{}", Digest::of(b"nothing"))).await;
+    assert_eq!((unknown.status, unknown.code().as_str()), (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"));
+    assert_eq!(unknown.header("content-type"), Some(JSON));
+    assert_eq!(unknown.json()["errors"][0]["detail"]["digest"], Digest::of(b"nothing").to_string());
+    assert_eq!(from_tar.mirrored_registries(), f.registry.mirrored_registries());
+}
+
+#[tokio::test]
+async fn names_with_a_dot_slash_prefix_are_the_same_names() {
+    let f = fixture();
+    let entries: Vec<TarEntry> = std::iter::once(TarEntry::Dir("./".into()))
+        .chain(layout_entries(f.layout.path()).into_iter().map(|e| match e {
+            TarEntry::File(name, bytes) => TarEntry::File(format!("./{name}"), bytes),
+            TarEntry::Dir(name) => TarEntry::Dir(format!("./{name}")),
+            other => other,
+        }))
+        .collect();
+    let out = tempfile::tempdir().expect("out");
+    let registry = open_tar(&write_tar(&out, &tar_bytes(&entries))).expect("open");
+    let a = get(&registry, &format!("/v2/library/x/blobs/{}", f.big_layer.0.digest)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(Digest::of(&a.body), f.big_layer.0.digest);
+}
+
+/// The `Tar` error's entry and reason, or a panic naming what came instead.
+fn tar_refusal(result: Result<Registry, RegistryError>) -> (String, u64, String) {
+    match result {
+        Err(RegistryError::Tar { entry, offset, reason, .. }) => (entry, offset, reason),
+        Err(other) => panic!("not a Tar error: {other:?}"),
+        Ok(_) => panic!("the tar was accepted"),
+    }
+}
+
+#[test]
+fn a_truncated_tar_is_refused_at_open_naming_where() {
+    let f = fixture();
+    let tar = tar_bytes(&layout_entries(f.layout.path()));
+    let big = format!("blobs/sha256/{}", f.big_layer.0.digest.hex());
+    let (big_at, _) = entry_offset(&tar, &big);
+    let out = tempfile::tempdir().expect("out");
+
+    // Cut inside the big layer's data.
+    let path = write_tar(&out, &tar[..usize::try_from(big_at).expect("usize") + 1000]);
+    let (entry, offset, reason) = tar_refusal(open_tar(&path));
+    assert_eq!(entry, big);
+    assert_eq!(offset, big_at - 512, "the entry's header");
+    assert!(reason.contains("truncated") && reason.contains("runs past the end"), "{reason}");
+    let message = open_tar(&path).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains(&path.display().to_string()) && message.contains(&big), "{message}");
+
+    // Cut at an entry boundary: only the end-of-archive marker is missing.
+    let (entry, _, reason) = tar_refusal(open_tar(&write_tar(&out, &tar[..tar.len() - 1024])));
+    assert!(entry.starts_with("the end of the archive, after blobs/sha256/"), "{entry}");
+    assert!(reason.contains("truncated"), "{reason}");
+    // Cut inside a header.
+    let (entry, _, reason) = tar_refusal(open_tar(&write_tar(&out, &tar[..100])));
+    assert_eq!((entry.as_str(), reason.contains("header")), ("the first header", true), "{reason}");
+    // Nothing at all.
+    let (_, _, reason) = tar_refusal(open_tar(&write_tar(&out, b"")));
+    assert!(reason.contains("empty"), "{reason}");
+    // The whole tar opens.
+    open_tar(&write_tar(&out, &tar)).expect("the whole tar");
+}
+
+#[test]
+fn a_malformed_tar_is_refused_at_open() {
+    let f = fixture();
+    let entries = layout_entries(f.layout.path());
+    let tar = tar_bytes(&entries);
+    let out = tempfile::tempdir().expect("out");
+
+    // A damaged header: its checksum no longer matches.
+    let index_header = usize::try_from(entry_offset(&tar, "index.json").0).expect("usize") - 512;
+    let mut damaged = tar.clone();
+    damaged[index_header + 10] ^= 0x55;
+    let (entry, offset, reason) = tar_refusal(open_tar(&write_tar(&out, &damaged)));
+    assert_eq!((entry.as_str(), offset), ("the header after oci-layout", index_header as u64), "{reason}");
+    match open_tar(&write_tar(&out, &damaged)) {
+        Err(RegistryError::Tar { source: Some(source), .. }) => assert!(source.to_string().contains("checksum"), "{source}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Gzip-compressed.
+    let mut gzip = vec![0x1f, 0x8b, 0x08, 0];
+    gzip.extend_from_slice(&tar[..2048]);
+    let (_, _, reason) = tar_refusal(open_tar(&write_tar(&out, &gzip)));
+    assert!(reason.contains("gzip"), "{reason}");
+
+    // A blob twice (as `tar -r` appends), under the same name and as ./name.
+    let big = format!("blobs/sha256/{}", f.big_layer.0.digest.hex());
+    for twin in [big.clone(), format!("./{big}")] {
+        let mut doubled = layout_entries(f.layout.path());
+        doubled.push(TarEntry::File(twin, f.big_layer.1.clone()));
+        let (entry, _, reason) = tar_refusal(open_tar(&write_tar(&out, &tar_bytes(&doubled))));
+        assert_eq!(entry, big);
+        assert!(reason.contains("twice"), "{reason}");
+    }
+    let mut doubled = layout_entries(f.layout.path());
+    doubled.push(TarEntry::File("index.json".into(), b"{}".to_vec()));
+    assert_eq!(tar_refusal(open_tar(&write_tar(&out, &tar_bytes(&doubled)))).0, "index.json");
+
+    // A layout file that is a link.
+    let mut linked: Vec<TarEntry> =
+        layout_entries(f.layout.path()).into_iter().filter(|e| !matches!(e, TarEntry::File(name, _) if *name == big)).collect();
+    linked.push(TarEntry::Symlink(big.clone(), "../../../etc/passwd".into()));
+    let (entry, _, reason) = tar_refusal(open_tar(&write_tar(&out, &tar_bytes(&linked))));
+    assert_eq!(entry, big);
+    assert!(reason.contains("Symlink"), "{reason}");
+
+    // No index.json, no oci-layout.
+    for missing in ["index.json", "oci-layout"] {
+        let without: Vec<TarEntry> =
+            layout_entries(f.layout.path()).into_iter().filter(|e| !matches!(e, TarEntry::File(name, _) if name == missing)).collect();
+        match open_tar(&write_tar(&out, &tar_bytes(&without))) {
+            Err(RegistryError::NotALayout { reason, .. }) => assert!(reason.contains(missing), "{reason}"),
+            other => panic!("without {missing}: {other:?}"),
+        }
+    }
+    // Stray files and directories are passed over.
+    let mut strays = layout_entries(f.layout.path());
+    strays.push(TarEntry::File("README".into(), b"hello".to_vec()));
+    strays.push(TarEntry::Dir("extra/".into()));
+    strays.push(TarEntry::Symlink("latest".into(), "index.json".into()));
+    open_tar(&write_tar(&out, &tar_bytes(&strays))).expect("strays are fine");
+}
+
+#[test]
+fn a_tar_missing_a_blob_an_image_reaches_is_refused() {
+    let f = fixture();
+    let big = format!("blobs/sha256/{}", f.big_layer.0.digest.hex());
+    let without: Vec<TarEntry> =
+        layout_entries(f.layout.path()).into_iter().filter(|e| !matches!(e, TarEntry::File(name, _) if *name == big)).collect();
+    let out = tempfile::tempdir().expect("out");
+    let path = write_tar(&out, &tar_bytes(&without));
+    match open_tar(&path) {
+        Err(RegistryError::Incomplete { name, layout, source: oci::WalkError::Missing { digest, parent } }) => {
+            assert_eq!(name, "docker.io/library/x:1");
+            assert_eq!(layout, path);
+            assert_eq!(digest, f.big_layer.0.digest);
+            assert_eq!(parent, f.x_amd64.digest.to_string());
+        }
+        other => panic!("{other:?}"),
+    }
+    // A manifest whose bytes in the tar are not its digest's.
+    let amd64 = format!("blobs/sha256/{}", f.x_amd64.digest.hex());
+    let tampered: Vec<TarEntry> = layout_entries(f.layout.path())
+        .into_iter()
+        .map(|e| match e {
+            TarEntry::File(name, mut bytes) if name == amd64 => {
+                bytes[0] = b' ';
+                TarEntry::File(name, bytes)
+            }
+            other => other,
+        })
+        .collect();
+    match open_tar(&write_tar(&out, &tar_bytes(&tampered))) {
+        Err(RegistryError::Incomplete { source: oci::WalkError::DigestMismatch { digest, .. }, .. }) => {
+            assert_eq!(digest, f.x_amd64.digest)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The read-only view (a workshop's LAN).
+
+async fn call_as(registry: &Registry, access: Access, method: Method, uri: &str, body: &[u8]) -> Answer {
+    let request = Request::builder().method(method).uri(uri).body(Full::new(Bytes::copy_from_slice(body))).expect("request");
+    let response = handle_with(registry, access, request).await;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    Answer { status, headers, body }
+}
+
+#[tokio::test]
+async fn the_mirror_only_view_reads_the_mirror_and_refuses_every_write() {
+    let f = fixture();
+    // Something in the local namespace, pushed through the full view.
+    let layer = push_blob(&f.registry, b"local layer").await;
+    let config = push_blob(&f.registry, b"{\"os\":\"linux\"}").await;
+    let manifest = docker_manifest(&config, &[&layer]);
+    let put = call(&f.registry, Method::PUT, "/v2/local/app/manifests/v1", &[("content-type", oci::DOCKER_MANIFEST)], &manifest).await;
+    assert_eq!(put.status, StatusCode::CREATED);
+    let ro = Access::MirrorOnly;
+
+    // Reads of the mirror: the same answers as the full view.
+    for uri in [
+        "/v2/".to_owned(),
+        "/v2/library/x/manifests/1".to_owned(),
+        format!("/v2/library/x/blobs/{}", f.big_layer.0.digest),
+        "/v2/org/app/tags/list?ns=ghcr.io".to_owned(),
+    ] {
+        let full = get(&f.registry, &uri).await;
+        let view = call_as(&f.registry, ro, Method::GET, &uri, b"").await;
+        assert_eq!(view.status, StatusCode::OK, "{uri}");
+        assert_eq!(same(&full), same(&view), "{uri}");
+    }
+    let head = call_as(&f.registry, ro, Method::HEAD, "/v2/library/x/manifests/1", b"").await;
+    assert_eq!(head.header("docker-content-digest"), Some(f.x_index.digest.to_string().as_str()));
+
+    // The local namespace is not there: unknown names, and not in the catalog.
+    for uri in [
+        "/v2/local/app/manifests/v1".to_owned(),
+        "/v2/local/app/tags/list".to_owned(),
+        format!("/v2/local/app/blobs/{}", layer.digest),
+        format!("/v2/local/app/manifests/{}", Digest::of(&manifest)),
+    ] {
+        let a = call_as(&f.registry, ro, Method::GET, &uri, b"").await;
+        assert_eq!((a.status, a.code().as_str()), (StatusCode::NOT_FOUND, "NAME_UNKNOWN"), "{uri}");
+        assert!(get(&f.registry, &uri).await.status.is_success(), "{uri} on the full view");
+    }
+    let catalog = call_as(&f.registry, ro, Method::GET, "/v2/_catalog", b"").await.json();
+    assert_eq!(catalog, json!({ "repositories": ["ghcr.io/org/app", "library/x", "org/app", "registry.k8s.io/pause"] }));
+    assert!(get(&f.registry, "/v2/_catalog").await.json()["repositories"].as_array().is_some_and(|r| r.contains(&json!("local/app"))));
+
+    // Every write form, to the mirror's names and to local/: DENIED, nothing written.
+    let start = call(&f.registry, Method::POST, "/v2/local/app/blobs/uploads/", &[], b"").await;
+    let upload = start.header("location").expect("an upload of the full view").to_owned();
+    let digest = Digest::of(b"new");
+    let writes: Vec<(Method, String)> = vec![
+        (Method::POST, "/v2/local/app/blobs/uploads/".into()),
+        (Method::POST, format!("/v2/local/app/blobs/uploads/?digest={digest}")),
+        (Method::POST, format!("/v2/local/app/blobs/uploads/?mount={}&from=local/app", layer.digest)),
+        (Method::POST, "/v2/library/x/blobs/uploads/".into()),
+        (Method::PATCH, upload.clone()),
+        (Method::PUT, format!("{upload}?digest={digest}")),
+        (Method::DELETE, upload.clone()),
+        (Method::PUT, "/v2/local/app/manifests/v2".into()),
+        (Method::PUT, "/v2/library/x/manifests/2".into()),
+        (Method::DELETE, "/v2/local/app/manifests/v1".into()),
+        (Method::DELETE, format!("/v2/local/app/blobs/{}", layer.digest)),
+        (Method::DELETE, format!("/v2/library/x/blobs/{}", f.big_layer.0.digest)),
+        (Method::POST, "/v2/".into()),
+        (Method::PUT, "/v2/_catalog".into()),
+        (Method::OPTIONS, "/v2/".into()),
+        (Method::POST, "/v2/../etc/blobs/uploads/".into()),
+    ];
+    for (method, uri) in &writes {
+        let a = call_as(&f.registry, ro, method.clone(), uri, &manifest).await;
+        assert_eq!((a.status, a.code().as_str()), (StatusCode::FORBIDDEN, "DENIED"), "{method} {uri}");
+        assert_eq!(a.header("content-type"), Some(JSON), "{method} {uri}");
+        assert_eq!(a.header("docker-distribution-api-version"), Some("registry/2.0"));
+    }
+    // Reads of the upload endpoints belong to writes: DENIED too.
+    let status = call_as(&f.registry, ro, Method::GET, &upload, b"").await;
+    assert_eq!((status.status, status.code().as_str()), (StatusCode::FORBIDDEN, "DENIED"));
+    assert_eq!(get(&f.registry, &format!("/v2/local/app/blobs/{digest}")).await.code(), "BLOB_UNKNOWN");
+    assert_eq!(get(&f.registry, "/v2/local/app/tags/list").await.json(), json!({ "name": "local/app", "tags": ["v1"] }));
+
+    // The full view still writes: the upload the view could not touch finishes.
+    let done = call(&f.registry, Method::PUT, &format!("{upload}?digest={digest}"), &[], b"new").await;
+    assert_eq!(done.status, StatusCode::CREATED, "{:?}", String::from_utf8_lossy(&done.body));
+    let again = call(&f.registry, Method::PUT, "/v2/local/app/manifests/v2", &[("content-type", oci::DOCKER_MANIFEST)], &manifest).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(get(&f.registry, "/v2/local/app/tags/list").await.json(), json!({ "name": "local/app", "tags": ["v1", "v2"] }));
+}
