@@ -303,6 +303,9 @@ pub struct RegistrySettings {
     pub bundle: Option<PathBuf>,
     /// Registry mirrors.
     pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Whether the lab daemon also serves the bundle read-only on the LAN (workshop
+    /// mode: `registry.serve_lan`), for other machines' `registry.mirrors`.
+    pub serve_lan: bool,
 }
 
 /// How long each phase may take.
@@ -498,6 +501,7 @@ pub fn resolve(config: &Config, probes: &Probes) -> Result<Settings, SettingsErr
             offline: config.registry.offline,
             bundle: (!config.registry.bundle.is_empty()).then(|| PathBuf::from(&config.registry.bundle)),
             mirrors: config.registry.mirrors.clone(),
+            serve_lan: config.registry.serve_lan,
         },
         timeouts: TimeoutSettings {
             cluster: Duration::from_secs(config.timeouts.cluster),

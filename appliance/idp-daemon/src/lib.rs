@@ -103,7 +103,8 @@ pub struct DaemonInfo {
 /// One socket the daemon listens on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listener {
-    /// What it serves: `https`, `http`, `dns`, `node-dns`, `registry` or `control`.
+    /// What it serves: `https`, `http`, `dns`, `node-dns`, `registry`, `registry-lan`
+    /// (the registry's read-only LAN listener, workshop mode) or `control`.
     pub name: String,
     /// Where: `127.0.0.1:443`, `udp+tcp 127.0.0.1:53`, or the socket's path.
     pub address: String,

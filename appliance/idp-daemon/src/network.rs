@@ -12,11 +12,19 @@
 //! at each [`LabRegistry::ensure_started`] (the daemon's start, and every reload). A
 //! changed address restarts both. Docker Desktop, where the host
 //! cannot reach container networks, is not supported by this choice (unverified there).
+//!
+//! Workshop mode ([`RegistryPlan::lan`], from `registry.serve_lan`): the same registry is
+//! also served on an address of the LAN, read-only ([`idp_registry::Access::MirrorOnly`]:
+//! the bundle's images to pull, every write `403 DENIED`, no `local/` names), so other
+//! machines can name it in their `registry.mirrors`. That listener does not depend on
+//! the lab network: it starts with the daemon, and a failure to bind it is a warning,
+//! tried again on the next reload, like the others here.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use idp_registry::{Access, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -50,6 +58,13 @@ pub struct RegistryPlan {
     pub layout: Option<PathBuf>,
     /// The writable namespace (`local/...`) for the developer's own images.
     pub local_dir: PathBuf,
+    /// Workshop mode (`registry.serve_lan`): where the registry is also served to the
+    /// LAN, read-only (the mirror alone); `None` serves it on the gateway only.
+    ///
+    /// A specific address (the host's LAN address): on Linux, a wildcard such as
+    /// `0.0.0.0` on [`RegistryPlan::port`] clashes with the gateway's listener (the bind
+    /// fails, a warning), and would serve every other interface too.
+    pub lan: Option<SocketAddr>,
 }
 
 /// The DNS answer for the lab's nodes.
@@ -62,15 +77,34 @@ pub struct NodeDnsPlan {
     pub forward: Vec<SocketAddr>,
 }
 
+/// A listener's address and its server task.
+type Running = Mutex<Option<(SocketAddr, JoinHandle<()>)>>;
+
 /// The registry and the nodes' DNS answer of a running daemon: not yet started, or
 /// serving.
 pub(crate) struct LabRegistry {
     dir: PathBuf,
     plan: Option<RegistryPlan>,
     dns: Option<(NodeDnsPlan, idp_core::names::Zones)>,
-    running: Mutex<Option<(SocketAddr, JoinHandle<()>)>>,
-    dns_running: Mutex<Option<(SocketAddr, JoinHandle<()>)>>,
+    /// The registry, opened once (at the first listener that needs it) and shared by the
+    /// gateway's listener and the LAN's.
+    opened: Mutex<Option<Arc<Registry>>>,
+    running: Running,
+    lan_running: Running,
+    dns_running: Running,
     shutdown: CancellationToken,
+}
+
+/// An error and its sources, `: `-joined (what a registry that does not open says
+/// lives in its sources: the tar entry, the missing blob).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 impl LabRegistry {
@@ -80,22 +114,36 @@ impl LabRegistry {
         dns: Option<(NodeDnsPlan, idp_core::names::Zones)>,
         shutdown: CancellationToken,
     ) -> LabRegistry {
-        LabRegistry { dir, plan, dns, running: Mutex::new(None), dns_running: Mutex::new(None), shutdown }
+        LabRegistry {
+            dir,
+            plan,
+            dns,
+            opened: Mutex::new(None),
+            running: Mutex::new(None),
+            lan_running: Mutex::new(None),
+            dns_running: Mutex::new(None),
+            shutdown,
+        }
     }
 
-    /// Starts the nodes' DNS answer and the registry when they are planned, not running,
-    /// and their address can be bound now; a missing address (the lab network is not made
-    /// yet) is not an error.
+    /// Starts the registry's LAN listener, the nodes' DNS answer and the registry when
+    /// they are planned, not running, and their address can be bound now; a missing
+    /// gateway address (the lab network is not made yet) is not an error.
     ///
     /// A failure (the address's port is held by another program bound to all addresses,
-    /// say) is not the daemon's failure: the rest of the lab works without these. Each is
-    /// logged, returned as a warning, and tried again on the next reload.
+    /// the LAN address is gone, say) is not the daemon's failure: the rest of the lab
+    /// works without these. Each is logged, returned as a warning, and tried again on
+    /// the next reload.
     pub(crate) async fn ensure_started(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Err(e) = self.ensure_lan().await {
+            tracing::warn!(error = %e, "not serving the registry on the LAN (tried again on the next reload)");
+            warnings.push(e.to_string());
+        }
         let Some(gateway) = read_network(&self.dir) else {
             tracing::info!("registry and the nodes' dns: the lab network does not exist yet; they start on a reload");
-            return Vec::new();
+            return warnings;
         };
-        let mut warnings = Vec::new();
         for result in [self.ensure_dns(gateway).await, self.ensure_registry(gateway).await] {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "not serving the lab's nodes (tried again on the next reload)");
@@ -103,6 +151,23 @@ impl LabRegistry {
             }
         }
         warnings
+    }
+
+    /// The registry, opened at the first call (blocking work, on the blocking pool); a
+    /// failure is tried again at the next.
+    async fn registry(&self, plan: &RegistryPlan) -> Result<Arc<Registry>, DaemonError> {
+        let mut opened = self.opened.lock().await;
+        if let Some(registry) = opened.as_ref() {
+            return Ok(registry.clone());
+        }
+        let (layout, local) = (plan.layout.clone(), plan.local_dir.clone());
+        let registry = tokio::task::spawn_blocking(move || Registry::open(layout, local))
+            .await
+            .map_err(|e| DaemonError::Edge { reason: format!("the registry did not open: {e}") })?
+            .map_err(|e| DaemonError::Edge { reason: format!("the registry did not open: {}", chain(&e)) })?;
+        let registry = Arc::new(registry);
+        *opened = Some(registry.clone());
+        Ok(registry)
     }
 
     async fn ensure_registry(&self, gateway: IpAddr) -> Result<(), DaemonError> {
@@ -125,21 +190,42 @@ impl LabRegistry {
             }
             Err(source) => return Err(DaemonError::Bind { what: "registry", address: listen, source }),
         };
-        let (layout, local) = (plan.layout.clone(), plan.local_dir.clone());
-        let registry = tokio::task::spawn_blocking(move || idp_registry::Registry::open(layout, local))
-            .await
-            .map_err(|e| DaemonError::Edge { reason: format!("the registry did not open: {e}") })?
-            .map_err(|e| DaemonError::Edge { reason: format!("the registry did not open: {e}") })?;
-        let token = self.shutdown.child_token();
-        let address = listen;
-        let task = tokio::spawn(async move {
-            if let Err(e) = idp_registry::serve(listener, Arc::new(registry), token).await {
-                tracing::error!(error = %e, "registry: stopped");
-            }
-        });
-        tracing::info!(%address, "registry: serving");
-        *running = Some((address, task));
+        let registry = self.registry(plan).await?;
+        *running = Some((listen, self.spawn_registry(listener, registry, Access::Full)));
+        tracing::info!(address = %listen, "registry: serving");
         Ok(())
+    }
+
+    /// The registry on the LAN, read-only, when the plan asks for it.
+    async fn ensure_lan(&self) -> Result<(), DaemonError> {
+        let Some(plan) = &self.plan else { return Ok(()) };
+        let Some(listen) = plan.lan else { return Ok(()) };
+        let mut running = self.lan_running.lock().await;
+        if let Some((_, task)) = running.as_ref()
+            && !task.is_finished()
+        {
+            return Ok(());
+        }
+        // Unlike the gateway's, a LAN address that is not there is worth a warning: the
+        // workshop's machines are waiting for it.
+        let listener = TcpListener::bind(listen).await.map_err(|source| DaemonError::Bind {
+            what: "the registry (lan, read-only)",
+            address: listen,
+            source,
+        })?;
+        let registry = self.registry(plan).await?;
+        *running = Some((listen, self.spawn_registry(listener, registry, Access::MirrorOnly)));
+        tracing::info!(address = %listen, "registry: serving the mirror read-only on the LAN");
+        Ok(())
+    }
+
+    fn spawn_registry(&self, listener: TcpListener, registry: Arc<Registry>, access: Access) -> JoinHandle<()> {
+        let token = self.shutdown.child_token();
+        tokio::spawn(async move {
+            if let Err(e) = idp_registry::serve_with(listener, registry, access, token).await {
+                tracing::error!(error = %e, ?access, "registry: stopped");
+            }
+        })
     }
 
     async fn ensure_dns(&self, gateway: IpAddr) -> Result<(), DaemonError> {
@@ -184,11 +270,12 @@ impl LabRegistry {
         {
             out.push(Listener { name: "node-dns".into(), address: format!("udp+tcp {address}") });
         }
-        let running = self.running.lock().await;
-        if let Some((address, task)) = running.as_ref()
-            && !task.is_finished()
-        {
-            out.push(Listener { name: "registry".into(), address: address.to_string() });
+        for (name, running) in [("registry", &self.running), ("registry-lan", &self.lan_running)] {
+            if let Some((address, task)) = running.lock().await.as_ref()
+                && !task.is_finished()
+            {
+                out.push(Listener { name: name.into(), address: address.to_string() });
+            }
         }
         out
     }
@@ -198,8 +285,10 @@ impl LabRegistry {
         if let Some((_, task)) = self.dns_running.lock().await.take() {
             let _ = task.await;
         }
-        if let Some((_, task)) = self.running.lock().await.take() {
-            let _ = task.await;
+        for running in [&self.running, &self.lan_running] {
+            if let Some((_, task)) = running.lock().await.take() {
+                let _ = task.await;
+            }
         }
     }
 }

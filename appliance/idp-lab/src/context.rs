@@ -100,7 +100,8 @@ impl Context {
         }
         let candidates = settings::port_candidates(&self.config, pinned.as_ref());
         let probes = Probes {
-            lan_ip: if network.needs_lan_ip() { idp_host::net::detect_lan_ip() } else { None },
+            // Workshop mode serves the registry on the LAN address too.
+            lan_ip: if network.needs_lan_ip() || self.config.registry.serve_lan { idp_host::net::detect_lan_ip() } else { None },
             busy: idp_host::net::busy_ports(&candidates),
             pinned,
             reserved,

@@ -363,6 +363,8 @@ pub struct Registry {
     pub bundle: String,
     /// Registry mirrors.
     pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Serve the bundle read-only on the LAN (workshop mode).
+    pub serve_lan: bool,
 }
 
 /// `[timeouts]`, in seconds.

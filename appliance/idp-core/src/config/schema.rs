@@ -129,7 +129,7 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ("network", "Host addresses, ports and hostnames."),
     ("stacks", "Platform stacks to install, and the HA dial."),
     ("versions", "Chart version overrides, one key per component (`cilium = \"1.18.3\"`); the embedded catalogue pins the defaults."),
-    ("registry", "Image sources: offline mode, the bundle and registry mirrors."),
+    ("registry", "Image sources: offline mode, the bundle, registry mirrors, and serving the bundle on the LAN."),
     ("timeouts", "How long to wait for each phase."),
 ];
 
@@ -328,6 +328,13 @@ pub const KEYS: &[KeySpec] = &[
         kind: Kind::Mirrors,
         default: "{}",
         doc: "Registry mirrors written to every node's `registries.yaml`, e.g. `{ \"docker.io\" = [\"http://10.0.0.2:5000\"] }`.",
+    },
+    KeySpec {
+        section: "registry",
+        key: "serve_lan",
+        kind: Kind::Bool,
+        default: "false",
+        doc: "Workshop mode: the lab daemon also serves the bundle's images on the LAN, read-only (pulls only: every push is denied and the `local/` images are not served), at `http://<network.lan_ip>:5000`, for other machines' `registry.mirrors` (e.g. `{ \"docker.io\" = [\"http://192.168.1.10:5000\"] }`). Off by default.",
     },
     KeySpec {
         section: "timeouts",

@@ -495,3 +495,26 @@ fn resolvers_parse_with_port_53_by_default() {
         assert_eq!(parse_resolver(bad), None, "{bad:?}");
     }
 }
+
+#[test]
+fn serve_lan_is_off_by_default_and_a_bool_from_file_or_environment() {
+    let c = parse("").expect("defaults");
+    assert!(!c.registry.serve_lan);
+    let settings = crate::settings::resolve(&c, &crate::settings::Probes::default()).expect("settings");
+    assert!(!settings.registry.serve_lan);
+    let c = parse("[registry]\nserve_lan = true\n").expect("valid");
+    assert!(c.registry.serve_lan);
+    let settings = crate::settings::resolve(&c, &crate::settings::Probes::default()).expect("settings");
+    assert!(settings.registry.serve_lan, "the settings carry it");
+    let env = env_layer([("IDP_LAB_REGISTRY_SERVE_LAN", "true")], COMPONENTS).expect("valid env");
+    assert!(resolve(&[&defaults(), &env]).expect("resolves").registry.serve_lan);
+    let file = parse_file("[registry]\nserve_lan = true\n", "idp-lab.toml", FileKind::Config, COMPONENTS).expect("valid");
+    let env = env_layer([("IDP_LAB_REGISTRY_SERVE_LAN", "false")], COMPONENTS).expect("valid env");
+    assert!(!resolve(&[&defaults(), &file.layer, &env]).expect("resolves").registry.serve_lan, "the environment wins");
+    let err = parse("[registry]\nserve_lan = \"yes\"\n").expect_err("not a bool");
+    insta::assert_snapshot!(err.to_string(), @r#"idp-lab.toml:2:13: registry.serve_lan: expected true or false, found a string ("yes")"#);
+    let err = env_layer([("IDP_LAB_REGISTRY_SERVE_LAN", "1")], COMPONENTS).expect_err("not a bool");
+    assert_eq!(err.diagnostics[0].path, "registry.serve_lan", "{err}");
+    let spec = schema::KEYS.iter().find(|k| k.section == "registry" && k.key == "serve_lan").expect("in the schema");
+    assert_eq!((spec.kind, spec.default, spec.env_var().as_str()), (schema::Kind::Bool, "false", "IDP_LAB_REGISTRY_SERVE_LAN"));
+}
