@@ -192,6 +192,10 @@ pub enum BundleError {
         #[source]
         source: Box<WalkError<std::io::Error>>,
     },
+    /// Writing a docker-archive of the bundle's images failed
+    /// ([`crate::docker_archive::docker_archive`]).
+    #[error(transparent)]
+    DockerArchive(Box<crate::docker_archive::ArchiveError>),
 }
 
 impl BundleError {

@@ -10,6 +10,7 @@
 pub mod bundle;
 pub mod client;
 pub mod create;
+pub mod docker_archive;
 pub mod error;
 pub mod helm;
 pub mod http;
@@ -21,6 +22,7 @@ pub mod verify;
 pub use bundle::{BundleError, Kind};
 pub use client::Client;
 pub use create::{CreateOptions, Created, Event, Item, create};
+pub use docker_archive::{ArchiveError, ArchiveSummary, ArchivedImage, docker_archive};
 pub use error::ClientError;
 pub use inspect::{Inspection, inspect};
 pub use update::update;

@@ -10,9 +10,9 @@ use bollard::models::{
     NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder, InspectContainerOptions,
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder, ImportImageOptionsBuilder,
+    InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt as _;
 use idp_core::cluster::{
@@ -186,6 +186,46 @@ impl Engine {
         Ok(())
     }
 
+    /// Loads a docker-archive (the `docker save` format; `idp_bundle::docker_archive`
+    /// writes one from a bundle) into Docker's image store: `POST /images/load`, what
+    /// `docker load` does. The archive streams from `archive`, so it is never held in
+    /// memory whole. Returns what was loaded, in Docker's order: each tagged image by its
+    /// tag (`rancher/k3s:v1.33.1-k3s1`), each untagged one by its ID (`sha256:...`).
+    ///
+    /// Docker answers a load with HTTP 200 and reports failures inside its JSON stream
+    /// (`errorDetail`): those, a refusal, and an archive from which Docker loaded no image
+    /// are [`ProvisionError::LoadFailed`]. To abort a load whose archive turns out to be
+    /// bad while it streams (a damaged blob), end `archive` with an `Err`: the upload is
+    /// cut, Docker keeps nothing of it, and the error is [`ProvisionError::LoadCut`]
+    /// naming that `Err`'s message. Ending the stream cleanly instead sends a truncated
+    /// tar, which Docker refuses too, less clearly.
+    pub async fn load_image<S>(&self, archive: S) -> Result<Vec<String>, ProvisionError>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    {
+        let options = ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut answer = self.docker.import_image_stream(options, archive, None);
+        let mut loaded = Vec::new();
+        while let Some(step) = answer.next().await {
+            let info = step.map_err(|e| match e {
+                bollard::errors::Error::DockerStreamError { error } => ProvisionError::LoadFailed { message: error },
+                bollard::errors::Error::DockerResponseServerError { message, .. } => ProvisionError::LoadFailed { message },
+                source => ProvisionError::LoadCut { cause: innermost(&source), source },
+            })?;
+            for line in info.stream.iter().flat_map(|s| s.lines()) {
+                if let Some(name) = line.strip_prefix("Loaded image: ").or_else(|| line.strip_prefix("Loaded image ID: ")) {
+                    loaded.push(name.trim().to_owned());
+                }
+            }
+        }
+        if loaded.is_empty() {
+            return Err(ProvisionError::LoadFailed {
+                message: "it loaded no image from it (no manifest.json entry, or an empty archive)".into(),
+            });
+        }
+        Ok(loaded)
+    }
+
     /// Starts a throwaway container of `image` with the privileges of `security` and
     /// removes it again, to learn whether this engine allows them.
     pub async fn probe_privileges(&self, image: &str, security: Security, lab: &str) -> Result<PrivilegeProbe, ProvisionError> {
@@ -349,6 +389,21 @@ impl Engine {
                 typ: Some(MountType::BIND),
                 source: Some(path.display().to_string()),
                 target: Some("/proc/meminfo".into()),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+        if node.airgap_images {
+            // k3s imports every archive in its images directory at boot.
+            let path = host.state_dir.join(cluster::AIRGAP_HOST_FILE);
+            if !path.is_file() {
+                let source = std::io::Error::new(std::io::ErrorKind::NotFound, "offline `up` writes it from the bundle");
+                return Err(ProvisionError::Io { what: "find the air-gap images archive", path: path.display().to_string(), source });
+            }
+            mounts.push(Mount {
+                typ: Some(MountType::BIND),
+                source: Some(path.display().to_string()),
+                target: Some(format!("{}/{}", cluster::IMAGES_DIR, cluster::AIRGAP_FILE)),
                 read_only: Some(true),
                 ..Default::default()
             });
@@ -618,6 +673,16 @@ impl Engine {
         }
         Ok(files.into_iter().map(|(name, _)| name).collect())
     }
+}
+
+/// The message of the deepest source of `e` (what actually went wrong, under the
+/// client's wrappers).
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
 }
 
 /// A file-name-safe form of an image reference or file name.

@@ -112,6 +112,28 @@ pub enum ProvisionError {
         #[source]
         source: std::io::Error,
     },
+    /// Docker did not load an image archive (`POST /images/load`): it said why in its
+    /// answer, or loaded nothing from it.
+    #[error(
+        "Docker could not load the image archive: {message}\n  The archive must be a docker-archive (the `docker save` format) that arrives whole; check a file with `skopeo inspect docker-archive:FILE`, and if it came from a bundle, `idp-lab bundle verify BUNDLE` names any damaged blob (make the bundle again on a connected machine)."
+    )]
+    LoadFailed {
+        /// What Docker said (or that it loaded no image).
+        message: String,
+    },
+    /// The upload of an image archive to Docker broke off: the archive's own stream
+    /// failed (a damaged blob found while it streamed, a read error) or the connection
+    /// dropped. Docker keeps nothing of a cut upload.
+    #[error(
+        "the upload of the image archive to Docker broke off: {cause}\n  Docker keeps nothing of a cut upload. Fix what broke it (for an archive from a bundle, `idp-lab bundle verify BUNDLE` names any damaged blob) and load it again."
+    )]
+    LoadCut {
+        /// The innermost cause (the archive stream's error, when it failed).
+        cause: String,
+        /// What the client said.
+        #[source]
+        source: bollard::errors::Error,
+    },
     /// The container's archive did not hold what was expected.
     #[error("{0}")]
     Archive(String),
