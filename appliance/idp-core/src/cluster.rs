@@ -469,6 +469,23 @@ pub fn node_mirrors(settings: &Settings, gateway: Ipv4Addr) -> BTreeMap<String, 
     mirrors
 }
 
+/// KEP-1755's `local-registry-hosting` for a lab whose network gateway is `gateway`: the
+/// lab registry is at the same address from the host (on Linux, where the host has the
+/// gateway address), from the nodes' containerd and from pods, so only `host` is given.
+/// Its writable namespace is `local/...`; Docker pushes to it only when the address is in
+/// its `insecure-registries` (it is plain HTTP and not loopback).
+pub fn local_registry_hosting(gateway: Ipv4Addr) -> crate::oci::LocalRegistryHosting {
+    let at = format!("{gateway}:{REGISTRY_PORT}");
+    crate::oci::LocalRegistryHosting {
+        host: at.clone(),
+        host_from_container_runtime: None,
+        host_from_cluster_network: None,
+        help: format!(
+            "idp-lab's lab registry (plain HTTP): push to {at}/local/NAME:TAG (skopeo copy --dest-tls-verify=false, or Docker with {at} in insecure-registries); it also mirrors the lab's bundle"
+        ),
+    }
+}
+
 /// The air-gap images archive in a lab's state directory (a docker-archive of the k3s
 /// air-gap images, written by offline `up` from the bundle).
 pub const AIRGAP_HOST_FILE: &str = "airgap-images.tar";

@@ -44,10 +44,32 @@ pub fn plan(lab: &Lab, settings: &Settings, gateway: &[SocketAddr]) -> Plan {
         dns_forward: n.dns_forward.clone(),
         gateway,
         // On the lab network's gateway address, once `up` made the network (NETWORK_FILE).
-        registry: Some(RegistryPlan { port: REGISTRY_PORT, layout: None, local_dir: lab.dir().join("registry") }),
+        // The bundle, when there is one, as the mirror of every registry it holds images of.
+        registry: Some(RegistryPlan {
+            port: REGISTRY_PORT,
+            layout: crate::offline::bundle_path(settings).ok().filter(|p| p.is_file()),
+            local_dir: lab.dir().join("registry"),
+            // Workshop mode: the bundle, read-only, on this machine's LAN address.
+            lan: lan_registry(settings),
+        }),
         // Not when the lab's own DNS answer already listens there (bound to all on 53).
         node_dns: node_dns_needed(&host_nameservers, n.bind_address, n.ports.dns)
             .then(|| NodeDnsPlan { port: 53, forward: node_dns_forward(&n.dns_forward, &host_nameservers) }),
+    }
+}
+
+/// Where workshop mode (`registry.serve_lan`) serves the bundle read-only: port 5000 of
+/// the LAN address (`network.lan_ip`, else the detected one); none without one.
+fn lan_registry(settings: &Settings) -> Option<SocketAddr> {
+    if !settings.registry.serve_lan {
+        return None;
+    }
+    match settings.network.lan_ip {
+        Some(ip) => Some(SocketAddr::new(ip, REGISTRY_PORT)),
+        None => {
+            tracing::warn!("registry.serve_lan is set but this machine has no LAN address (no default route); set network.lan_ip");
+            None
+        }
     }
 }
 

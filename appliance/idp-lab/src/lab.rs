@@ -79,7 +79,11 @@ pub async fn engine() -> Result<Engine, Failure> {
 /// A provisioning error as a failure with its exit code.
 pub fn provision_failure(e: ProvisionError) -> Failure {
     let code = match &e {
-        ProvisionError::Unreachable { .. } | ProvisionError::Api { .. } | ProvisionError::Archive(_) => DOCKER,
+        ProvisionError::Unreachable { .. }
+        | ProvisionError::Api { .. }
+        | ProvisionError::Archive(_)
+        | ProvisionError::LoadFailed { .. }
+        | ProvisionError::LoadCut { .. } => DOCKER,
         ProvisionError::PrivilegesRefused { .. } | ProvisionError::ImageMissing { .. } => PREFLIGHT,
         ProvisionError::PortAllocated { .. } => PORT,
         ProvisionError::SubnetTaken { .. } => CONFLICT,

@@ -8,6 +8,7 @@ mod exit;
 mod lab;
 mod logging;
 mod manifests;
+mod offline;
 mod printer;
 mod progress;
 

@@ -24,6 +24,7 @@ pub mod env;
 pub mod kubeconfig;
 pub mod poll;
 pub mod process;
+pub mod registry;
 pub mod render;
 pub mod samples;
 pub mod testbed;

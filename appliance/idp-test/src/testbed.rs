@@ -48,6 +48,8 @@ pub enum Need {
     SharedFixtures,
     /// `python3` with PyYAML, for `e2e/testbed/downlevel-crds.py`.
     PythonYaml,
+    /// Debian's `docker-registry` (CNCF distribution 2.8) and `skopeo`.
+    RegistryTools,
 }
 
 impl Need {
@@ -66,6 +68,7 @@ impl Need {
                  IDP_LAB_SHARED at them"
             }
             Need::PythonYaml => "run e2e/testbed/install.sh or `apt-get install python3-yaml`",
+            Need::RegistryTools => "run e2e/install.sh (it installs docker-registry and skopeo, services held back)",
         }
     }
 }
@@ -78,6 +81,7 @@ impl fmt::Display for Need {
             Need::TestnodeImage => "testnode image",
             Need::SharedFixtures => "shared fixtures",
             Need::PythonYaml => "python3-yaml",
+            Need::RegistryTools => "docker-registry and skopeo",
         })
     }
 }
@@ -168,6 +172,15 @@ impl Testbed {
             Need::PythonYaml => {
                 let ok = run_quietly("python3", &["-c", "import yaml"]).await;
                 (!ok).then(|| "python3 cannot `import yaml`".to_string())
+            }
+            Need::RegistryTools => {
+                let registry = is_executable(Path::new(crate::registry::DOCKER_REGISTRY));
+                let skopeo = run_quietly("skopeo", &["--version"]).await;
+                match (registry, skopeo) {
+                    (true, true) => None,
+                    (false, _) => Some(format!("no {}", crate::registry::DOCKER_REGISTRY)),
+                    (_, false) => Some("no `skopeo` on PATH".into()),
+                }
             }
         }
     }

@@ -243,3 +243,16 @@ fn proxies_pass_through_with_the_lab_networks_excluded() {
         assert!(no_proxy.contains(part), "{no_proxy}");
     }
 }
+
+#[test]
+fn the_local_registry_is_advertised_at_the_gateway() {
+    let hosting = local_registry_hosting(Ipv4Addr::new(172, 30, 0, 1));
+    let map = hosting.config_map();
+    assert_eq!(
+        (map["metadata"]["namespace"].as_str(), map["metadata"]["name"].as_str()),
+        (Some("kube-public"), Some("local-registry-hosting"))
+    );
+    let doc = map["data"]["localRegistryHosting.v1"].as_str().expect("the document");
+    assert!(doc.contains("host: \"172.30.0.1:5000\"\n"), "{doc}");
+    assert!(!doc.contains("hostFrom"), "the same address everywhere is given once: {doc}");
+}

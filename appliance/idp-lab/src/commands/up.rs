@@ -35,8 +35,22 @@ struct UpResult<'a> {
     plan: Option<&'a ClusterPlan>,
     /// The lab daemon serving the HTTPS entry and the DNS answer.
     daemon: Option<idp_daemon::DaemonInfo>,
+    /// Offline (`registry.offline`): what came from the bundle.
+    offline: Option<OfflineResult>,
     nodes: Vec<KubeNode>,
     seconds: f64,
+}
+
+/// What an offline `up` took from the bundle.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OfflineResult {
+    /// The bundle.
+    bundle: String,
+    /// Whether this run loaded the node image into Docker from it.
+    loaded_node_image: bool,
+    /// The k3s air-gap images every node mounts.
+    airgap_images: Vec<String>,
 }
 
 pub fn run(global: &Global, printer: Printer, args: UpArgs) -> Result<(), Failure> {
@@ -83,7 +97,19 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
     let engine = lab::engine().await?;
     let info = engine.info().await.map_err(provision_failure)?;
     let image = settings.cluster.image.to_string();
-    engine.ensure_image(&image, settings.registry.offline).await.map_err(provision_failure)?;
+    // Offline: the bundle must hold what the nodes need, before anything is made.
+    let mut loaded_node_image = false;
+    let offline = if settings.registry.offline {
+        let offline = crate::offline::check(&lab.ctx, &settings).inspect_err(|_| steps.failed("preflight"))?;
+        if !args.dry_run && crate::offline::ensure_node_image(&engine, &offline, &image).await.inspect_err(|_| steps.failed("preflight"))? {
+            steps.detail(&format!("{image} loaded into Docker from {}", offline.bundle.display()));
+            loaded_node_image = true;
+        }
+        Some(offline)
+    } else {
+        engine.ensure_image(&image, false).await.map_err(provision_failure)?;
+        None
+    };
     let mut subnet = match lab.record.as_ref().and_then(|r| r.plan.as_ref()) {
         Some(previous) => previous.network.subnet,
         None => {
@@ -197,6 +223,13 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
     };
     let new_ports = lab.record.as_ref().and_then(|r| r.ports.as_ref()).is_none();
     save(lab, &settings, &plan)?;
+    // The air-gap images every offline node mounts into its images directory.
+    if let Some(offline) = &offline {
+        let (path, written) = crate::offline::write_airgap(offline, &lab.dir())?;
+        if written {
+            steps.detail(&format!("{} k3s air-gap images written to {}", offline.airgap.len(), path.display()));
+        }
+    }
     // The lab CA: stable across `down` and `up`, new with `--new-ca`.
     let ca = lab::lab_ca(&lab.name, &lab.dir(), &settings.network.dns_suffix, args.new_ca)?;
     if ca.is_new() {
@@ -347,6 +380,11 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
             }
         };
     let waiting = nodes.iter().filter(|n| !n.ready).count();
+    // KEP-1755: tools find the lab registry in kube-public/local-registry-hosting.
+    if let Err(e) = advertise_registry(&kubeconfig, &lab.name, plan.network.gateway, timeout).await {
+        steps.failed("API");
+        return Err(failed(&engine, &plan, lab, e).await);
+    }
     steps.done(&format!("API ready at {api}, {} nodes registered", nodes.len()));
     if waiting > 0 {
         steps.detail(&format!("{waiting} of {} nodes wait for a CNI (NotReady until the platform's Cilium runs)", nodes.len()));
@@ -376,6 +414,11 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
         gateway: &settings.network.ports.gateway,
         plan: None,
         daemon: Some(daemon),
+        offline: offline.as_ref().map(|o| OfflineResult {
+            bundle: o.bundle.display().to_string(),
+            loaded_node_image,
+            airgap_images: o.airgap.iter().map(|p| p.reference.clone()).collect(),
+        }),
         nodes,
         seconds: began.elapsed().as_secs_f64(),
     };
@@ -439,6 +482,21 @@ async fn wait_for_nodes(kubeconfig: &str, plan: &ClusterPlan, timeout: std::time
     cluster.wait_for_nodes(&plan.nodes, timeout).await.map_err(|e| Failure::new(TIMEOUT, e.to_string()))
 }
 
+/// Applies KEP-1755's `kube-public/local-registry-hosting`, naming the lab registry.
+async fn advertise_registry(kubeconfig: &str, lab: &str, gateway: std::net::Ipv4Addr, timeout: std::time::Duration) -> Result<(), Failure> {
+    let cluster = idp_kube::Cluster::from_kubeconfig(kubeconfig, None).await.map_err(kube_failure)?;
+    let object = idp_core::objects::Object {
+        value: cluster::local_registry_hosting(gateway).config_map(),
+        place: idp_core::objects::Place { source: "the lab registry (KEP-1755)".into(), document: 1, item: None },
+        wave: None,
+    };
+    let mut options = idp_kube::ApplyOptions::new(lab, "local-registry-hosting");
+    options.timeout = timeout.min(std::time::Duration::from_secs(60));
+    let mut cache = idp_kube::ApplyCache::default();
+    cluster.apply(vec![object], &options, &mut cache, &|_| {}).await.map_err(kube_failure)?;
+    Ok(())
+}
+
 /// A failed `up`: the node logs are saved, and the failure says how to go on.
 async fn failed(engine: &Engine, plan: &ClusterPlan, lab: &Lab, failure: Failure) -> Failure {
     let logs = lab::save_logs(engine, plan, &lab.dir()).await;
@@ -467,6 +525,7 @@ fn print_plan(printer: Printer, lab: &str, actions: &[Action], plan: &ClusterPla
         gateway: &[],
         plan: Some(plan),
         daemon: None,
+        offline: None,
         nodes: Vec::new(),
         seconds: began.elapsed().as_secs_f64(),
     };
