@@ -35,4 +35,11 @@ cargo test -p idp-test --test smoke real_k3s -- --ignored --nocapture || status=
 # The lab lifecycle (up --no-platform, re-up, recreate, stop/start, images import, down),
 # privileged, on the real image.
 cargo test -p idp-lab --test lab real_k3s -- --ignored --nocapture || status=1
+# Offline up from a real bundle (made on a connected machine with
+# `idp-lab bundle create --profile minimal --out FILE`), privileged, on the real image.
+if [ -n "${IDP_LAB_REAL_BUNDLE:-}" ] && [ -f "$IDP_LAB_REAL_BUNDLE" ]; then
+  cargo test -p idp-lab --test offline real_k3s -- --ignored --nocapture || status=1
+else
+  printf '\n!!! SKIPPED: offline up on real k3s: IDP_LAB_REAL_BUNDLE names no bundle; it is UNVERIFIED here.\n\n' >&2
+fi
 exit $status

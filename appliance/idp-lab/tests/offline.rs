@@ -257,3 +257,44 @@ async fn offline_up_takes_everything_from_the_bundle_and_pulls_nothing() {
     scope.cleanup().await.expect("nothing left");
     drop(cleanup);
 }
+
+/// Offline `up` on real rancher/k3s, privileged, from a real bundle made on a connected
+/// machine (`idp-lab bundle create --profile minimal --out FILE`, named by
+/// `IDP_LAB_REAL_BUNDLE`): k3s imports the air-gap images from its images directory, and
+/// its containerd pulls through the lab registry alone. `e2e/real/run.sh` runs it where
+/// such a bundle, the image and privileged containers exist (never on the project's
+/// machines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs real rancher/k3s, privileged containers and a real bundle: e2e/real/run.sh"]
+async fn real_k3s_offline_up_imports_the_air_gap_images() {
+    let _tb = require!(Need::Docker, Need::KubeBinaries);
+    let bundle = std::env::var("IDP_LAB_REAL_BUNDLE").expect("IDP_LAB_REAL_BUNDLE names a real bundle");
+    let scope = DockerScope::new().await.expect("docker");
+    let lab = Lab {
+        env: IsolatedEnv::new().expect("env"),
+        name: scope.lab_name(),
+        vars: vec![
+            ("IDP_LAB_CLUSTER_SECURITY".into(), "privileged".into()),
+            ("IDP_LAB_REGISTRY_OFFLINE".into(), "true".into()),
+            ("IDP_LAB_REGISTRY_BUNDLE".into(), bundle),
+        ],
+    };
+    let out = lab.run(&["up", "--no-platform", "-o", "json"]);
+    assert!(out.status.success(), "offline up: {}", stderr(&out));
+    let lock = idp_core::lock::Lock::embedded().expect("lock");
+    let node = format!("{}-server-0", lab.name);
+    let began = std::time::Instant::now();
+    for image in &lock.cluster["k3s"].airgap {
+        loop {
+            let listed = run("docker", &["exec", &node, "k3s", "ctr", "-n", "k8s.io", "images", "ls", "-q"]);
+            if listed.lines().any(|l| l == image.reference) {
+                break;
+            }
+            assert!(began.elapsed() < std::time::Duration::from_secs(120), "{} was not imported: {listed}", image.reference);
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+    }
+    let down = lab.run(&["down"]);
+    assert!(down.status.success(), "{}", stderr(&down));
+    scope.cleanup().await.expect("nothing left");
+}
