@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod config;
 pub mod diag;
 pub mod drift;
+pub mod health;
 pub mod lock;
 pub mod names;
 pub mod objects;
