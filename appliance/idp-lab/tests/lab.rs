@@ -321,6 +321,22 @@ async fn lifecycle(image: &str, kind: Nodes) {
     let api_port = status["ports"]["api"].as_u64().expect("api port");
     let https_port = status["ports"]["https"].as_u64().expect("https port");
     let first_daemon = lab_daemon_serves(&lab, &up, &status);
+    // The health rollup: the nodes wait for a CNI (Progressing, with the condition's
+    // words), the daemon is Healthy, the lab is its worst component.
+    let health = &status["health"];
+    let component = |h: &Value, name: &str| h["components"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).cloned();
+    let cluster = component(health, "cluster").expect("the cluster's health");
+    let daemon_health = component(health, "daemon").expect("the daemon's health");
+    assert_eq!(daemon_health["health"], "Healthy", "{health}");
+    assert_eq!(cluster["children"].as_u64(), Some(2 * all.len() as u64), "a container and a Node per node: {health}");
+    if kind == Nodes::StandIn {
+        assert_eq!(cluster["health"], "Progressing", "{health}");
+        assert!(
+            cluster["reasons"].as_array().expect("reasons").iter().all(|r| r["subject"].as_str().is_some_and(|s| s.starts_with("Node "))),
+            "only the API's nodes wait (for a CNI): {health}"
+        );
+    }
+    assert_eq!(health["lab"]["health"], cluster["health"], "{health}");
     for (node, ip) in all.iter().zip([format!("{prefix}2"), format!("{prefix}16"), format!("{prefix}17")]) {
         let c = docker.inspect_container(node, None::<InspectContainerOptions>).await.expect("inspect");
         let host = c.host_config.clone().expect("host config");
@@ -494,6 +510,15 @@ async fn lifecycle(image: &str, kind: Nodes) {
     assert_eq!(stopped["state"], "stopped");
     assert_eq!(stopped["daemon"]["state"], "stopped", "stop stops the daemon: {stopped}");
     assert!(!alive(second_daemon));
+    let health = &stopped["health"];
+    assert_eq!(health["lab"]["health"], "Unknown", "the API cannot be read with no node running: {health}");
+    let cluster = component(health, "cluster").expect("cluster");
+    let reasons = cluster["reasons"].as_array().expect("reasons");
+    assert!(
+        all.iter().all(|n| reasons.iter().any(|r| r["subject"] == format!("node {n}") && r["health"] == "Degraded")),
+        "every stopped container is Degraded: {health}"
+    );
+    assert_eq!(component(health, "daemon").expect("daemon")["health"], "Degraded", "{health}");
     lab.ok(&["start"]);
     let started = lab.json(&["status"]);
     assert_eq!(started["daemon"]["state"], "running", "start starts the daemon: {started}");

@@ -7,6 +7,7 @@ use crate::exit::Failure;
 use crate::lab::{self, Lab, provision_failure};
 use crate::printer::{Printer, table};
 use idp_core::cluster::{KubeNode, Subnet};
+use idp_core::health::{self, Child, Health, Rollup};
 use idp_core::settings::Ports;
 use serde::Serialize;
 use std::time::Duration;
@@ -24,6 +25,17 @@ pub struct Status {
     nodes: Vec<NodeStatus>,
     kubeconfig: Option<String>,
     daemon: Daemon,
+    health: HealthSection,
+}
+
+/// The health rollup (`idp_core::health`): the lab's verdict and each component's.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthSection {
+    /// The lab: the worst of its components.
+    lab: Rollup,
+    /// `cluster` (the node containers and the API's nodes) and `daemon` (its servers).
+    components: Vec<Rollup>,
 }
 
 /// The lab daemon's section.
@@ -152,6 +164,8 @@ async fn status(lab: &Lab) -> Result<Status, Failure> {
         (true, true, true) => "running",
         (true, true, false) => "degraded",
     };
+    let daemon = daemon(&lab.dir()).await;
+    let health = health_section(&nodes, &api, &daemon);
     Ok(Status {
         lab: lab.name.clone(),
         profile: lab.record.as_ref().map(|r| r.profile.clone()),
@@ -161,8 +175,43 @@ async fn status(lab: &Lab) -> Result<Status, Failure> {
         api,
         nodes,
         kubeconfig: kubeconfig.is_some().then(|| kubeconfig_path.display().to_string()),
-        daemon: daemon(&lab.dir()).await,
+        daemon,
+        health,
     })
+}
+
+/// The cluster's health from its node containers and the API's nodes, the daemon's from
+/// its state and listeners, and the lab's from both.
+fn health_section(nodes: &[NodeStatus], api: &Api, daemon: &Daemon) -> HealthSection {
+    let mut cluster = Vec::new();
+    for n in nodes {
+        let state = (n.state != "missing").then_some(n.state.as_str());
+        cluster.push(health::container(&n.name, state));
+        let subject = format!("Node {}", n.name);
+        cluster.push(match (api.healthy, n.registered, n.ready) {
+            (false, _, _) => Child::unknown(subject, api.error.clone().unwrap_or_else(|| "the API did not answer".into())),
+            (true, false, _) => Child { subject, health: Health::Progressing, reason: "not registered with the API yet".into() },
+            (true, true, true) => Child { subject, health: Health::Healthy, reason: String::new() },
+            (true, true, false) => {
+                Child { subject, health: Health::Progressing, reason: n.not_ready_because.clone().unwrap_or_else(|| "NotReady".into()) }
+            }
+        });
+    }
+    let daemon_children = match (daemon.state, &daemon.error) {
+        ("running", None) => daemon
+            .listeners
+            .iter()
+            .map(|l| Child { subject: format!("listener {} {}", l.name, l.address), health: Health::Healthy, reason: String::new() })
+            .collect(),
+        ("running", Some(e)) => vec![Child::unknown("lab daemon", e.clone())],
+        _ => vec![Child {
+            subject: "lab daemon".into(),
+            health: Health::Degraded,
+            reason: "stopped: no HTTPS entry, DNS answer or registry (`idp-lab up` starts it)".into(),
+        }],
+    };
+    let components = vec![health::rollup("cluster", &cluster), health::rollup("daemon", &daemon_children)];
+    HealthSection { lab: health::lab(&components), components }
 }
 
 async fn api_health(kubeconfig: &str) -> Result<Vec<KubeNode>, String> {
@@ -214,6 +263,17 @@ fn text(s: &Status) -> String {
             if let Some(e) = error {
                 out.push_str(&format!("    not answering: {e}\n"));
             }
+        }
+    }
+    let h = &s.health;
+    out.push_str(&format!("  health: {}\n", h.lab.health));
+    for c in &h.components {
+        out.push_str(&format!("    {}: {}\n", c.name, c.health));
+        for r in c.reasons.iter().take(5) {
+            out.push_str(&format!("      {r}\n"));
+        }
+        if c.reasons.len() > 5 {
+            out.push_str(&format!("      ... and {} more (`-o json` lists them)\n", c.reasons.len() - 5));
         }
     }
     let rows: Vec<Vec<String>> = s
