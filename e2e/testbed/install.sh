@@ -25,7 +25,7 @@ command -v apt-get >/dev/null || die "needs apt-get (Debian/Ubuntu)"
 mkdir -p "$TESTBED" || die "cannot create $TESTBED"
 
 # --- packages -----------------------------------------------------------------
-PKGS=(docker.io python3-yaml curl openssl iproute2 busybox-static ca-certificates libnss3-tools dnsutils dnsmasq-base nginx chromium docker-registry skopeo prometheus)
+PKGS=(docker.io python3-yaml python3-jsonschema curl openssl iproute2 busybox-static ca-certificates libnss3-tools dnsutils dnsmasq-base nginx chromium docker-registry skopeo prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")

@@ -50,6 +50,9 @@ pub enum Need {
     PythonYaml,
     /// Debian's `docker-registry` (CNCF distribution 2.8) and `skopeo`.
     RegistryTools,
+    /// `python3` with the `jsonschema` module, the reference validator for charts'
+    /// `values.schema.json`.
+    PythonJsonschema,
 }
 
 impl Need {
@@ -68,7 +71,8 @@ impl Need {
                  IDP_LAB_SHARED at them"
             }
             Need::PythonYaml => "run e2e/testbed/install.sh or `apt-get install python3-yaml`",
-            Need::RegistryTools => "run e2e/install.sh (it installs docker-registry and skopeo, services held back)",
+            Need::RegistryTools => "run e2e/testbed/install.sh (it installs docker-registry and skopeo, services held back)",
+            Need::PythonJsonschema => "run e2e/testbed/install.sh or `apt-get install python3-jsonschema`",
         }
     }
 }
@@ -82,6 +86,7 @@ impl fmt::Display for Need {
             Need::SharedFixtures => "shared fixtures",
             Need::PythonYaml => "python3-yaml",
             Need::RegistryTools => "docker-registry and skopeo",
+            Need::PythonJsonschema => "python3-jsonschema",
         })
     }
 }
@@ -172,6 +177,10 @@ impl Testbed {
             Need::PythonYaml => {
                 let ok = run_quietly("python3", &["-c", "import yaml"]).await;
                 (!ok).then(|| "python3 cannot `import yaml`".to_string())
+            }
+            Need::PythonJsonschema => {
+                let ok = run_quietly("python3", &["-c", "import jsonschema"]).await;
+                (!ok).then(|| "python3 cannot `import jsonschema`".to_string())
             }
             Need::RegistryTools => {
                 let registry = is_executable(Path::new(crate::registry::DOCKER_REGISTRY));
