@@ -7,7 +7,9 @@
 //!   manifests and their blobs are fetched, and `index.json` says which
 //!   ([`PLATFORMS_ANNOTATION`]).
 //! - Charts come from their Helm HTTP repository and are stored as OCI Helm artifacts;
-//!   upstream files as OCI artifacts with one layer.
+//!   charts of an OCI registry (`oci://`) are already such artifacts and are copied like a
+//!   single-manifest image, under their own reference; upstream files are stored as OCI
+//!   artifacts with one layer.
 //! - Blobs are stored once per digest, whichever artifacts share them. A blob already in
 //!   the work directory with the right digest is not fetched again (a killed run resumes).
 
@@ -16,6 +18,7 @@ use crate::bundle::{
     PLATFORMS_ANNOTATION, SOURCE_ANNOTATION, TITLE_ANNOTATION, UNVERIFIED_ANNOTATION, VERSION_ANNOTATION, digest, platform_key,
 };
 use crate::client::Client;
+use crate::error::ClientError;
 use crate::layout::{WorkDir, with_suffix, write_tar};
 use idp_core::lock::{Artifact, Entry, PLATFORMS};
 use idp_core::oci::{
@@ -38,6 +41,13 @@ pub enum Source {
         name: ImageName,
         /// The lock's per-platform manifest digests (checked when the index is read).
         platforms: BTreeMap<String, String>,
+    },
+    /// A chart of an OCI registry (`oci://`): an OCI Helm artifact, copied as it is (its
+    /// manifest, its Helm config and its one layer); pulled by digest when the name
+    /// carries one (the lock's manifest digest), by tag otherwise.
+    OciChart {
+        /// The chart's reference (`ghcr.io/org/charts/<name>:<version>`).
+        name: ImageName,
     },
     /// A chart of a Helm HTTP repository.
     Chart {
@@ -107,9 +117,14 @@ fn url_path(url: &str) -> &str {
 
 /// The name of a chart in a bundle: `<repository host and path>/<name>:<version>`, e.g.
 /// `charts.jetstack.io/cert-manager:v1.19.0`; a `+` in the version is `_` (as Helm does
-/// for OCI tags).
+/// for OCI tags). For an `oci://` repository this is the chart's own OCI reference
+/// ([`idp_core::lock::oci_chart_reference`]), so a client asking the lab registry for
+/// `ghcr.io/org/charts/<name>:<version>` finds it.
 pub fn chart_ref_name(repository: &str, name: &str, version: &str) -> Result<String, BundleError> {
-    let text = format!("{}/{name}:{}", url_path(repository).to_ascii_lowercase(), version.replace('+', "_"));
+    let text = match idp_core::lock::oci_chart_reference(repository, name, version) {
+        Some(reference) => reference,
+        None => format!("{}/{name}:{}", url_path(repository).to_ascii_lowercase(), version.replace('+', "_")),
+    };
     let parsed = ImageName::parse(&text).map_err(invalid(&text, "chart name"))?;
     Ok(parsed.to_string())
 }
@@ -141,6 +156,14 @@ pub fn items_from_lock(entries: &[Entry<'_>]) -> Result<Vec<Item>, BundleError> 
                     platforms.clone_from(&image.platforms);
                 }
                 item
+            }
+            Artifact::Chart(chart) if chart.is_oci() => {
+                let ref_name = chart_ref_name(&chart.repository, &chart.name, &chart.version)?;
+                let mut name = ImageName::parse(&ref_name).map_err(invalid(&ref_name, "chart reference"))?;
+                if let Some(d) = &chart.digest {
+                    name.digest = Some(digest(&ref_name, d)?);
+                }
+                Item { ref_name, kind: Kind::Chart, source: Source::OciChart { name }, owners: vec![owner.clone()], unverified: None }
             }
             Artifact::Chart(chart) => Item {
                 ref_name: chart_ref_name(&chart.repository, &chart.name, &chart.version)?,
@@ -308,6 +331,7 @@ pub async fn create(
         }
         let mut desc = match &item.source {
             Source::Image { name, platforms } => run.image(item, name, platforms).await?,
+            Source::OciChart { name } => run.oci_chart(item, name).await?,
             Source::Chart { repository, name, version, digest } => run.chart(item, repository, name, version, digest.as_deref()).await?,
             Source::File { url, sha256 } => run.file(item, url, sha256.as_deref()).await?,
         };
@@ -452,9 +476,10 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn image(&mut self, item: &Item, name: &ImageName, locked: &BTreeMap<String, String>) -> Result<Descriptor, BundleError> {
-        let repo = format!("{}/{}", name.registry, name.repository);
-        // The root: by digest (from the work directory when a previous run stored it) or by tag.
+    /// The root manifest or index of `name`: by digest (from the work directory when a
+    /// previous run stored it) or by tag; stored, and checked against a pinned digest.
+    /// Its descriptor carries the source and digest annotations.
+    async fn root(&mut self, item: &Item, name: &ImageName) -> Result<(Descriptor, Vec<u8>), BundleError> {
         let (bytes, media_type) = match &name.digest {
             Some(d) if self.work.has_blob(d, None)? => {
                 let bytes = self.work.read_small(d)?.unwrap_or_default();
@@ -480,6 +505,13 @@ impl Run<'_> {
             (SOURCE_ANNOTATION.to_owned(), name.to_string()),
             (DIGEST_ANNOTATION.to_owned(), root.digest.to_string()),
         ]));
+        Ok((root, bytes))
+    }
+
+    async fn image(&mut self, item: &Item, name: &ImageName, locked: &BTreeMap<String, String>) -> Result<Descriptor, BundleError> {
+        let repo = format!("{}/{}", name.registry, name.repository);
+        let (mut root, bytes) = self.root(item, name).await?;
+        let media_type = root.media_type.clone();
         if !is_index(&media_type) {
             self.manifest_content(item, &repo, &root, &bytes).await?;
             if media_type != DOCKER_MANIFEST {
@@ -538,6 +570,54 @@ impl Run<'_> {
         }
         root.annotations.get_or_insert_with(BTreeMap::new).insert(PLATFORMS_ANNOTATION.into(), keys);
         Ok(root)
+    }
+
+    /// A chart of an OCI registry: its manifest (which must be an OCI manifest with Helm's
+    /// config media type), then its config and layers, as they are. No platform applies: a
+    /// chart is never an index, and its config is not an image config.
+    async fn oci_chart(&mut self, item: &Item, name: &ImageName) -> Result<Descriptor, BundleError> {
+        let repo = format!("{}/{}", name.registry, name.repository);
+        let (root, bytes) = match self.root(item, name).await {
+            Ok(found) => found,
+            Err(e) => return Err(self.pinned_but_absent(item, name, e).await),
+        };
+        let not_a_chart = |what: String| BundleError::LockMismatch {
+            artifact: item.ref_name.clone(),
+            reason: format!("the lock names a Helm chart, but {} is {what}", root.digest),
+        };
+        if root.media_type != OCI_MANIFEST {
+            return Err(not_a_chart(format!("a {}", root.media_type)));
+        }
+        let manifest: ImageManifest = parse(item, &root, &bytes)?;
+        if manifest.config.media_type != HELM_CONFIG {
+            return Err(not_a_chart(format!("a manifest whose config is {} (a chart's is {HELM_CONFIG})", manifest.config.media_type)));
+        }
+        if !manifest.layers.iter().any(|l| l.media_type == HELM_CHART_CONTENT) {
+            return Err(not_a_chart(format!("a Helm manifest without a {HELM_CHART_CONTENT} layer")));
+        }
+        self.manifest_content(item, &repo, &root, &bytes).await?;
+        Ok(root)
+    }
+
+    /// `error` from fetching `name` by its pinned digest; or, when its tag names another
+    /// manifest now, [`BundleError::LockMismatch`] with both digests and the registry's
+    /// answer. (A registry that lacks the digest answers 404; docker-registry answers 500
+    /// for the digest of a blob that is not a manifest, such as the chart's package.) Bytes
+    /// that did not match the digest stay a fetch error: that is the registry's fault.
+    async fn pinned_but_absent(&mut self, item: &Item, name: &ImageName, error: BundleError) -> BundleError {
+        let BundleError::Fetch { source, .. } = &error else { return error };
+        let (Some(pinned), false) = (&name.digest, matches!(**source, ClientError::DigestMismatch { .. })) else { return error };
+        let tag = ImageName { digest: None, ..name.clone() };
+        match self.client.head_digest(&tag.to_string()).await {
+            Ok(now) if now != pinned.to_string() => BundleError::LockMismatch {
+                artifact: item.ref_name.clone(),
+                reason: format!(
+                    "the lock pins {pinned}, but the tag names {now} (asked for {pinned}: {})",
+                    crate::bundle::chain(source.as_ref())
+                ),
+            },
+            _ => error,
+        }
     }
 
     /// An OCI index over `children`, stored; its descriptor carries `root`'s annotations.
@@ -747,6 +827,10 @@ mod tests {
         );
         assert_eq!(chart_ref_name("http://127.0.0.1:8080", "demo", "1.0.0+build.1").expect("plus"), "127.0.0.1:8080/demo:1.0.0_build.1");
         assert!(chart_ref_name("https://x.example", "Demo!", "1").is_err());
+        // A chart of an OCI registry is named by its own reference.
+        assert_eq!(chart_ref_name("oci://ghcr.io/org/charts/", "demo", "1.0.0+b.1").expect("oci"), "ghcr.io/org/charts/demo:1.0.0_b.1");
+        assert_eq!(chart_ref_name("oci://127.0.0.1:5000", "demo", "1").expect("no path"), "127.0.0.1:5000/demo:1");
+        assert!(chart_ref_name("oci://ghcr.io/Org", "demo", "1").is_err());
         assert_eq!(
             file_ref_name("https://github.com/k/gateway-api/releases/download/v1.2.1/standard-install.yaml?x=1", Some(&d)).expect("file"),
             format!("github.com/k/gateway-api/releases/download/v1.2.1/standard-install.yaml:sha256-{}", "a".repeat(64))

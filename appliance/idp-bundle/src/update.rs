@@ -37,8 +37,8 @@ enum Done {
 }
 
 /// Resolves every entry of `lock` (images against their registries, charts against their
-/// repositories' `index.yaml` and packages, files by downloading them) and returns the
-/// new lock. Nothing here fails on the network: what cannot be reached stays as it was,
+/// repositories' `index.yaml` and packages or, for `oci://` charts, by the manifest digest
+/// their registry gives the tag; files by downloading them) and returns the new lock. Nothing here fails on the network: what cannot be reached stays as it was,
 /// or `unverified` with the error as the reason.
 pub async fn update(lock: &Lock, client: &Client) -> Result<Lock, UpdateError> {
     let mut jobs: Vec<Job<'_>> = Vec::new();
@@ -147,6 +147,9 @@ async fn update_image(client: &Client, old: &ImageLock) -> ImageLock {
 }
 
 async fn update_chart(client: &Client, old: &ChartLock) -> ChartLock {
+    if let Some(reference) = old.oci_reference() {
+        return update_oci_chart(client, old, &reference).await;
+    }
     let mut new = old.clone();
     let found = match client.find_chart(&old.repository, &old.name, &old.version).await {
         Ok(found) => found,
@@ -167,6 +170,33 @@ async fn update_chart(client: &Client, old: &ChartLock) -> ChartLock {
             new.unverified = Some(format!("{}; the lock keeps its digest (check the change, then edit it by hand)", chain(&e)));
         }
         Err(e) => new.unverified = unreachable(&old.unverified, &e),
+    }
+    new
+}
+
+/// A chart of an OCI registry: the manifest digest its tag names now
+/// ([`Client::head_digest`]). A pinned digest the tag no longer names is kept, and the
+/// entry becomes `unverified` with both digests, as for an image.
+async fn update_oci_chart(client: &Client, old: &ChartLock, reference: &str) -> ChartLock {
+    let mut new = old.clone();
+    let now = match client.head_digest(reference).await {
+        Ok(now) => now,
+        Err(e) => {
+            new.unverified = unreachable(&old.unverified, &e);
+            return new;
+        }
+    };
+    match &old.digest {
+        Some(pinned) if *pinned != now => {
+            new.unverified = Some(format!(
+                "the tag {reference} now points to {now}; the lock keeps {pinned} (check the change, then edit the digest by hand)"
+            ));
+        }
+        _ => {
+            new.digest = Some(now);
+            new.source = None;
+            new.unverified = None;
+        }
     }
     new
 }

@@ -89,19 +89,25 @@ pub struct ImageLock {
     pub unverified: Option<String>,
 }
 
-/// A pinned Helm chart from an HTTP repository.
+/// A pinned Helm chart: from a Helm HTTP repository (`index.yaml` and a `.tgz`), or from
+/// an OCI registry (`repository: oci://<registry>[/<path>]`, as Helm 3.8+ and Argo CD
+/// name one), where the chart is the OCI artifact [`ChartLock::oci_reference`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChartLock {
-    /// The repository URL (where `index.yaml` is).
+    /// The repository: an http(s) URL (where `index.yaml` is), or
+    /// `oci://<registry>[/<path>]`.
     pub repository: String,
     /// The chart name.
     pub name: String,
     /// The chart version.
     pub version: String,
-    /// The package's URL as the repository's index gives it.
+    /// The package's URL as the repository's index gives it. HTTP repositories only: an
+    /// OCI chart has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// `sha256:<hex>` of the packaged chart (`.tgz`).
+    /// `sha256:<hex>`. For an HTTP repository, of the packaged chart (`.tgz`). For an OCI
+    /// repository, of the chart's **manifest** (what its tag resolves to; the `.tgz` is
+    /// that manifest's one layer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// Where the digest came from, when not from `lock update`.
@@ -110,6 +116,43 @@ pub struct ChartLock {
     /// Why the entry is not resolved; `None` means verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unverified: Option<String>,
+}
+
+/// The scheme of a chart repository that is an OCI registry.
+pub const OCI_SCHEME: &str = "oci://";
+
+impl ChartLock {
+    /// Whether the chart comes from an OCI registry (`repository: oci://...`).
+    pub fn is_oci(&self) -> bool {
+        self.repository.starts_with(OCI_SCHEME)
+    }
+
+    /// The chart's OCI reference, `<registry>/<path>/<name>:<tag>` (see
+    /// [`oci_chart_reference`]); `None` for a chart of an HTTP repository. `lock update`,
+    /// `bundle create` and the bundle's `index.json` all name the chart by it.
+    pub fn oci_reference(&self) -> Option<String> {
+        oci_chart_reference(&self.repository, &self.name, &self.version)
+    }
+}
+
+/// The OCI reference of chart `name` `version` in `repository` = `oci://<registry>[/<path>]`:
+/// `<registry>/<path>/<name>:<tag>`, the tag being the version with `+` written `_` (as
+/// Helm pushes it), in [`crate::oci::ImageName`]'s form (Docker Hub's aliases folded into
+/// `docker.io`). `None` when `repository` is not `oci://`. [`Lock::parse`] checks that a
+/// lock's charts have one that parses; for other input, the text is returned as is when it
+/// does not parse.
+///
+/// ```
+/// use idp_core::lock::oci_chart_reference;
+///
+/// let r = oci_chart_reference("oci://ghcr.io/org/charts", "demo", "1.0.0+build.1");
+/// assert_eq!(r.as_deref(), Some("ghcr.io/org/charts/demo:1.0.0_build.1"));
+/// assert_eq!(oci_chart_reference("https://charts.example.org", "demo", "1.0.0"), None);
+/// ```
+pub fn oci_chart_reference(repository: &str, name: &str, version: &str) -> Option<String> {
+    let rest = repository.strip_prefix(OCI_SCHEME)?.trim_end_matches('/');
+    let text = format!("{rest}/{name}:{}", version.replace('+', "_"));
+    Some(crate::oci::ImageName::parse(&text).map_or(text, |n| n.to_string()))
 }
 
 /// A pinned upstream file (a CRD manifest).
@@ -912,28 +955,47 @@ impl Checker<'_> {
     }
 
     fn chart(&mut self, raw: RawChart, path: &str) -> ChartLock {
-        if !is_url(&raw.repository.value) {
+        let oci = raw.repository.value.starts_with(OCI_SCHEME);
+        let mut repository_ok = true;
+        if oci {
+            repository_ok = self.oci_repository(&raw.repository, path);
+        } else if !is_url(&raw.repository.value) {
             self.report(
                 &raw.repository,
                 &format!("{path}.repository"),
-                format!("{:?} is not an http(s) URL", raw.repository.value),
-                URL_HINT,
+                format!("{:?} is not an http(s) URL or an oci:// registry", raw.repository.value),
+                REPOSITORY_HINT,
             );
         }
+        let mut coordinates_ok = true;
         for (v, key) in [(&raw.name, "name"), (&raw.version, "version")] {
             if v.value.trim().is_empty() || v.value.contains(char::is_whitespace) {
-                self.report(
-                    v,
-                    &format!("{path}.{key}"),
-                    format!("{key} {:?} is empty or has spaces", v.value),
-                    format!("write the chart's {key} as in the repository's index.yaml"),
-                );
+                coordinates_ok = false;
+                let hint = if oci {
+                    format!("write the chart's {key} as in its Chart.yaml")
+                } else {
+                    format!("write the chart's {key} as in the repository's index.yaml")
+                };
+                self.report(v, &format!("{path}.{key}"), format!("{key} {:?} is empty or has spaces", v.value), hint);
             }
         }
-        if let Some(u) = &raw.url
-            && !is_url(&u.value)
-        {
-            self.report(u, &format!("{path}.url"), format!("{:?} is not an http(s) URL", u.value), URL_HINT);
+        if oci && repository_ok && coordinates_ok {
+            self.oci_coordinates(&raw, path);
+        }
+        match &raw.url {
+            Some(u) if oci => {
+                let hint = match oci_chart_reference(&raw.repository.value, &raw.name.value, &raw.version.value) {
+                    Some(reference) if repository_ok && coordinates_ok => {
+                        format!("remove `url`: the chart is the OCI artifact {reference}")
+                    }
+                    _ => "remove `url`: a chart of an OCI registry is pulled from the registry".to_owned(),
+                };
+                self.report(u, &format!("{path}.url"), "a chart of an OCI registry has no package URL", hint);
+            }
+            Some(u) if !is_url(&u.value) => {
+                self.report(u, &format!("{path}.url"), format!("{:?} is not an http(s) URL", u.value), URL_HINT);
+            }
+            _ => {}
         }
         let digest = self.digest(&raw.digest, &format!("{path}.digest"));
         let unverified = self.reason(&raw.unverified, path);
@@ -948,6 +1010,61 @@ impl Checker<'_> {
             digest,
             source: raw.source,
             unverified,
+        }
+    }
+
+    /// Checks `oci://<registry>[/<path>]`: the registry named explicitly and in lower case
+    /// (as Helm reads the first component, always a host), and the reference of a chart in
+    /// it parsing as an [`crate::oci::ImageName`]. Whether it is sound.
+    fn oci_repository(&mut self, repository: &S<String>, path: &str) -> bool {
+        let at = format!("{path}.repository");
+        let rest = repository.value.strip_prefix(OCI_SCHEME).unwrap_or_default().trim_end_matches('/');
+        let host = rest.split('/').next().unwrap_or_default();
+        let problem = if host.is_empty() {
+            Some("names no registry".to_owned())
+        } else if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Some(format!("has the registry {host:?} in upper case"))
+        } else if !(host.contains(['.', ':']) || host == "localhost") {
+            Some(format!(
+                "starts with {host:?}, which image references do not read as a registry (it needs a '.' or a ':port', or is localhost)"
+            ))
+        } else {
+            // The repository alone, with a stand-in chart: what fails here is the repository's.
+            let probe = format!("{rest}/chart:0");
+            match crate::oci::ImageName::parse(&probe) {
+                Err(crate::oci::OciError::InvalidReference { reason, .. }) => Some(reason.to_owned()),
+                Err(e) => Some(e.to_string()),
+                Ok(_) => None,
+            }
+        };
+        let Some(problem) = problem else { return true };
+        self.report(repository, &at, format!("{:?} is not an OCI registry path: {problem}", repository.value), OCI_HINT);
+        false
+    }
+
+    /// Checks that an OCI chart's name and version make an OCI reference (the name a
+    /// repository path component, the version, with `+` written `_`, a tag); reports the
+    /// field at fault.
+    fn oci_coordinates(&mut self, raw: &RawChart, path: &str) {
+        let Some(reference) = oci_chart_reference(&raw.repository.value, &raw.name.value, &raw.version.value) else { return };
+        if crate::oci::ImageName::parse(&reference).is_ok() {
+            return;
+        }
+        let tag = raw.version.value.replace('+', "_");
+        if crate::oci::validate_tag(&tag).is_err() {
+            self.report(
+                &raw.version,
+                &format!("{path}.version"),
+                format!("version {:?} is not an OCI tag, even with `+` written `_`", raw.version.value),
+                "an OCI chart's version is its tag: at most 128 letters, digits, '.', '_', '-' or '+', starting with a letter, a digit or '_'",
+            );
+        } else {
+            self.report(
+                &raw.name,
+                &format!("{path}.name"),
+                format!("chart name {:?} does not make an OCI reference ({reference:?})", raw.name.value),
+                "an OCI chart's name is a repository path component: lowercase letters and digits, separated by '.', '_' or '-'",
+            );
         }
     }
 
@@ -975,6 +1092,11 @@ impl Checker<'_> {
 }
 
 const URL_HINT: &str = "write an https:// URL (plain http:// only for 127.0.0.1 or localhost)";
+
+const REPOSITORY_HINT: &str =
+    "write an https:// URL (plain http:// only for 127.0.0.1 or localhost), or oci://<registry>[/<path>] for a chart in an OCI registry";
+
+const OCI_HINT: &str = "write oci://<registry>[/<path>] in lower case, e.g. oci://ghcr.io/org/charts: the chart is then the OCI artifact <registry>/<path>/<name>:<version>";
 
 /// `https://...`, or `http://` to a loopback host (test repositories).
 fn is_url(s: &str) -> bool {

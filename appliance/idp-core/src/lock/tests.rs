@@ -420,3 +420,89 @@ fn absent_images_are_found_by_reference_and_by_digest() {
     assert!(absent_from(&needed[..2], &bundled).is_empty());
     assert_eq!(absent_from(&needed, &[]).len(), needed.len());
 }
+
+/// [`GOOD`] with its cilium chart in an OCI registry (`repository` on line 5).
+fn oci_lock(repository: &str) -> String {
+    GOOD.replace("https://helm.cilium.io", repository)
+}
+
+#[test]
+fn a_chart_may_come_from_an_oci_registry() {
+    let digest = format!("sha256:{}", "c".repeat(64));
+    let text = oci_lock("oci://ghcr.io/org/charts")
+        .replace("      unverified: offline\n    images", &format!("      digest: {digest}\n    images"));
+    let lock = Lock::parse(&text, "lock.yaml").unwrap_or_else(|e| panic!("an oci:// chart parses:\n{e}"));
+    let chart = lock.components["cilium"].chart.as_ref().expect("the chart");
+    assert!(chart.is_oci());
+    assert_eq!(chart.oci_reference().as_deref(), Some("ghcr.io/org/charts/cilium:1.18.2"));
+    assert_eq!((chart.digest.as_deref(), chart.url.as_deref(), chart.unverified.as_deref()), (Some(digest.as_str()), None, None));
+    // The canonical form keeps it.
+    assert_eq!(Lock::parse(&lock.to_yaml(), "again").expect("reads back"), lock);
+    // A loopback registry with a port, a registry without a path, a trailing slash, and a
+    // version with build metadata (its tag has `_` for `+`).
+    for (repository, version, reference) in [
+        ("oci://127.0.0.1:5000/charts", "1.18.2", "127.0.0.1:5000/charts/cilium:1.18.2"),
+        ("oci://ghcr.io", "1.18.2", "ghcr.io/cilium:1.18.2"),
+        ("oci://ghcr.io/org/charts/", "1.18.2+build.7", "ghcr.io/org/charts/cilium:1.18.2_build.7"),
+        ("oci://registry-1.docker.io/bitnamicharts", "1.18.2", "docker.io/bitnamicharts/cilium:1.18.2"),
+    ] {
+        let text = oci_lock(repository).replace("version: 1.18.2", &format!("version: {version}"));
+        let lock = Lock::parse(&text, "lock.yaml").unwrap_or_else(|e| panic!("{repository}:\n{e}"));
+        let chart = lock.components["cilium"].chart.as_ref().expect("the chart");
+        assert_eq!(chart.oci_reference().as_deref(), Some(reference), "{repository}");
+    }
+    // An HTTP repository's chart has no OCI reference.
+    let lock = Lock::parse(GOOD, "lock.yaml").expect("parses");
+    let chart = lock.components["cilium"].chart.as_ref().expect("the chart");
+    assert!(!chart.is_oci() && chart.oci_reference().is_none());
+}
+
+#[test]
+fn a_bad_oci_repository_is_reported_at_its_line_and_field() {
+    for (repository, says) in [
+        ("oci://", "names no registry"),
+        ("oci:///charts", "names no registry"),
+        ("oci://UPPER/x", "upper case"),
+        ("oci://GHCR.IO/org", "upper case"),
+        ("oci://charts/x", "do not read as a registry"),
+        ("\"oci://ghcr.io/my charts\"", "grammar"),
+        ("oci://ghcr.io:http/x", "host name"),
+        ("oci://ghcr.io/org//charts", "grammar"),
+        ("oci://ghcr.io/Org", "grammar"),
+    ] {
+        let d = diagnostics(&oci_lock(repository));
+        let shown: Vec<String> = d.iter().map(ToString::to_string).collect();
+        assert_eq!(d.len(), 1, "{repository}: {shown:#?}");
+        assert_eq!((d[0].origin.to_string().as_str(), d[0].line), ("lock.yaml", 5), "{repository}: {}", d[0]);
+        assert_eq!((d[0].column, d[0].path.as_str()), (19, "components.cilium.chart.repository"), "{repository}: {}", d[0]);
+        assert!(d[0].message.contains("is not an OCI registry path") && d[0].message.contains(says), "{repository}: {}", d[0]);
+        assert_eq!(d[0].hint.as_deref(), Some(OCI_HINT), "{repository}");
+        assert!(d[0].hint.as_deref().is_some_and(|h| h.contains("oci://<registry>[/<path>]")));
+    }
+    // Neither http(s) nor oci://: the hint offers both.
+    let d = diagnostics(&oci_lock("ftp://ghcr.io/x"));
+    assert_eq!((d.len(), d[0].line, d[0].path.as_str()), (1, 5, "components.cilium.chart.repository"), "{d:?}");
+    assert!(d[0].message.contains("or an oci:// registry") && d[0].hint.as_deref() == Some(REPOSITORY_HINT), "{}", d[0]);
+}
+
+#[test]
+fn an_oci_charts_name_version_and_url_must_fit_an_oci_reference() {
+    // A name the repository grammar refuses: reported at the name (line 6).
+    let d = diagnostics(&oci_lock("oci://ghcr.io/org").replace("name: cilium", "name: Cilium"));
+    assert_eq!((d.len(), d[0].line, d[0].path.as_str()), (1, 6, "components.cilium.chart.name"), "{d:?}");
+    assert!(d[0].message.contains("ghcr.io/org/Cilium:1.18.2"), "{}", d[0]);
+    // A version that is no tag: at the version (line 7).
+    let d = diagnostics(&oci_lock("oci://ghcr.io/org").replace("version: 1.18.2", "version: \".1.18\""));
+    assert_eq!((d.len(), d[0].line, d[0].path.as_str()), (1, 7, "components.cilium.chart.version"), "{d:?}");
+    assert!(d[0].hint.as_deref().is_some_and(|h| h.contains("is its tag")), "{}", d[0]);
+    // Spaces in the version: the general check, once.
+    let d = diagnostics(&oci_lock("oci://ghcr.io/org").replace("version: 1.18.2", "version: \"1.18 2\""));
+    assert_eq!((d.len(), d[0].line, d[0].path.as_str()), (1, 7, "components.cilium.chart.version"), "{d:?}");
+    // A package URL on an OCI chart: refused at the url (line 8), naming the artifact.
+    let d = diagnostics(
+        &oci_lock("oci://ghcr.io/org")
+            .replace("      unverified: offline\n    images", "      url: https://x.example/c.tgz\n      unverified: offline\n    images"),
+    );
+    assert_eq!((d.len(), d[0].line, d[0].path.as_str()), (1, 8, "components.cilium.chart.url"), "{d:?}");
+    assert!(d[0].hint.as_deref().is_some_and(|h| h.contains("ghcr.io/org/cilium:1.18.2")), "{}", d[0]);
+}
