@@ -13,6 +13,8 @@
 #          PARALLEL=8        downloads in flight for the small blobs
 #          WRK_SECONDS=5     duration of each manifest run; WRK_CONNECTIONS=16
 #          CARGO_TARGET_DIR  (default ~/.cache/idp-lab/target)
+#          SERVE_FROM=tar    what idp-registry serves: `tar` (the layout tarred, as the lab
+#                            daemon serves a bundle in place) or `dir` (the layout directory)
 #          BENCH_KEEP=1      keep the temp directory (layout, distribution's storage, logs)
 #
 # The content: one image `bench/big:1` whose layers are one BIG_MB MiB blob and
@@ -130,7 +132,14 @@ printf '{"schemaVersion":2,"manifests":[{"mediaType":"%s","digest":"%s","size":%
 
 # ---- the servers --------------------------------------------------------------------
 OURS_PORT=$(free_port)
-"$SERVE" "$LAYOUT" "$OURS_PORT" "$TMP/local" >"$TMP/ours.log" 2>&1 &
+SERVE_FROM=${SERVE_FROM:-tar}
+case $SERVE_FROM in
+  tar) tar -cf "$TMP/bundle.tar" -C "$LAYOUT" . && SOURCE=$TMP/bundle.tar ;;
+  dir) SOURCE=$LAYOUT ;;
+  *) die "SERVE_FROM must be tar or dir, not $SERVE_FROM" ;;
+esac
+log "idp-registry serves the layout as a $SERVE_FROM"
+"$SERVE" "$SOURCE" "$OURS_PORT" "$TMP/local" >"$TMP/ours.log" 2>&1 &
 PIDS+=($!)
 wait_for "http://127.0.0.1:$OURS_PORT/v2/" "${PIDS[-1]}" "$TMP/ours.log"
 
