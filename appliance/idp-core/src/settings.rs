@@ -319,6 +319,47 @@ pub struct TimeoutSettings {
     pub total: Duration,
 }
 
+/// The watchdog, typed: what the daemon runs it with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchdogSettings {
+    /// Whether the daemon runs it.
+    pub enabled: bool,
+    /// The full resync period.
+    pub resync: Duration,
+    /// The Alertmanager receiver's port (`auto`: the daemon chooses).
+    pub receiver_port: PortSetting,
+    /// How long history is kept.
+    pub history_age: Duration,
+    /// How many bytes of events the history keeps.
+    pub history_bytes: ByteSize,
+    /// The playbooks: the built-in ones that are on (unless a user playbook of the same
+    /// name replaces one), then the user's, in their order.
+    pub playbooks: Vec<crate::config::Playbook>,
+}
+
+impl WatchdogSettings {
+    /// The watchdog's settings from `[watchdog]`.
+    pub fn from_config(w: &crate::config::Watchdog) -> Result<WatchdogSettings, SettingsError> {
+        let history_bytes = match crate::config::parse_size(&w.history_size) {
+            Some(bytes) if bytes > 0 => ByteSize(bytes),
+            _ => return Err(SettingsError::Unparsed { key: "watchdog.history_size", value: w.history_size.clone() }),
+        };
+        let mut playbooks: Vec<crate::config::Playbook> = crate::config::builtin_playbooks()
+            .into_iter()
+            .filter(|b| w.builtin_playbooks.contains(&b.name) && !w.playbooks.iter().any(|p| p.name == b.name))
+            .collect();
+        playbooks.extend(w.playbooks.iter().cloned());
+        Ok(WatchdogSettings {
+            enabled: w.enabled,
+            resync: Duration::from_secs(w.resync),
+            receiver_port: w.receiver_port,
+            history_age: Duration::from_secs(w.history_age),
+            history_bytes,
+            playbooks,
+        })
+    }
+}
+
 /// The resolved settings of a lab: typed values only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
@@ -334,6 +375,8 @@ pub struct Settings {
     pub registry: RegistrySettings,
     /// Timeouts.
     pub timeouts: TimeoutSettings,
+    /// The watchdog.
+    pub watchdog: WatchdogSettings,
 }
 
 impl Settings {
@@ -508,6 +551,7 @@ pub fn resolve(config: &Config, probes: &Probes) -> Result<Settings, SettingsErr
             component: Duration::from_secs(config.timeouts.component),
             total: Duration::from_secs(config.timeouts.total),
         },
+        watchdog: WatchdogSettings::from_config(&config.watchdog)?,
     })
 }
 

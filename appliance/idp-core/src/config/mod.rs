@@ -3,8 +3,13 @@
 
 pub mod schema;
 mod validate;
+mod watchdog;
 
 pub use validate::{FileKind, is_dns_name, is_name, parse_duration, parse_resolver, parse_size};
+pub use watchdog::{
+    Action, BUILTIN_PLAYBOOKS, DEFAULT_RATE_LIMIT, DEFAULT_WEBHOOK_TIMEOUT, HealthVerdict, MAX_RUNS, NamespacedName, ObjectRef, Playbook,
+    RateLimit, SloSeverity, Trigger, Watchdog, builtin_playbooks,
+};
 
 use crate::diag::{Diagnostic, Origin};
 use serde::{Deserialize, Serialize};
@@ -153,6 +158,8 @@ pub struct Config {
     pub registry: Registry,
     /// `[timeouts]`, in seconds.
     pub timeouts: Timeouts,
+    /// `[watchdog]`
+    pub watchdog: Watchdog,
 }
 
 /// `[lab]`
@@ -447,6 +454,9 @@ pub fn resolve(layers: &[&Layer]) -> Result<Config, ConfigError> {
             "with flavor \"existing\" idp-lab creates no nodes".into(),
             "remove cluster.servers, or choose flavor \"k3s\" or \"kind\"",
         );
+    }
+    if parse_size(&config.watchdog.history_size) == Some(0) {
+        combo("watchdog.history_size", "the history must be bounded by size: \"0\" is no limit".into(), "give a size such as \"32m\"");
     }
     if diagnostics.is_empty() { Ok(config) } else { Err(ConfigError { diagnostics }) }
 }

@@ -46,6 +46,10 @@ pub enum Kind {
     Resolvers,
     /// A chart version override for the component named by the key.
     Version,
+    /// An array of some of a fixed set of words.
+    Subset(&'static [&'static str]),
+    /// An array of watchdog playbooks (`[[watchdog.playbooks]]`).
+    Playbooks,
 }
 
 impl Kind {
@@ -72,6 +76,10 @@ impl Kind {
             Kind::Mirrors => "a table of registry = [\"http://mirror:5000\", ...]".into(),
             Kind::Resolvers => "an array of resolver addresses such as [\"1.1.1.1\", \"10.0.0.2:5353\", \"[2606:4700::1111]:53\"]".into(),
             Kind::Version => "a version string such as \"1.18.2\"".into(),
+            Kind::Subset(words) => {
+                format!("an array of some of {}", words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(", "))
+            }
+            Kind::Playbooks => super::watchdog::PLAYBOOKS_EXPECTED.into(),
         }
     }
 
@@ -95,6 +103,8 @@ impl Kind {
             Kind::Mirrors => "table",
             Kind::Resolvers => "array of addresses",
             Kind::Version => "string",
+            Kind::Subset(_) => "array of choices",
+            Kind::Playbooks => "array of playbooks",
         }
     }
 }
@@ -131,6 +141,10 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ("versions", "Chart version overrides, one key per component (`cilium = \"1.18.3\"`); the embedded catalogue pins the defaults."),
     ("registry", "Image sources: offline mode, the bundle, registry mirrors, and serving the bundle on the LAN."),
     ("timeouts", "How long to wait for each phase."),
+    (
+        "watchdog",
+        "The watchdog in the lab daemon: its resync, its history, the Alertmanager webhook receiver and the playbooks (their format is below the table).",
+    ),
 ];
 
 const FLAVORS: &[&str] = &["k3s", "kind", "existing"];
@@ -351,6 +365,55 @@ pub const KEYS: &[KeySpec] = &[
         doc: "How long one component may take to become ready.",
     },
     KeySpec { section: "timeouts", key: "total", kind: Kind::Duration, default: "\"30m\"", doc: "How long `up` may take as a whole." },
+    KeySpec {
+        section: "watchdog",
+        key: "enabled",
+        kind: Kind::Bool,
+        default: "true",
+        doc: "Whether the lab daemon runs the watchdog (drift, health, SLOs, playbooks, history).",
+    },
+    KeySpec {
+        section: "watchdog",
+        key: "resync",
+        kind: Kind::Duration,
+        default: "\"10m\"",
+        doc: "How often the watchdog re-diffs every managed object in full, beside the watch events that re-diff one object at a time.",
+    },
+    KeySpec {
+        section: "watchdog",
+        key: "receiver_port",
+        kind: Kind::Port,
+        default: "\"auto\"",
+        doc: "Port of the Alertmanager webhook receiver (`POST /alerts`, Alertmanager's webhook JSON) on the lab network's gateway address, where the in-cluster Alertmanager reaches it. `auto`: the daemon chooses a free port. It serves only the playbooks with an `alert` trigger.",
+    },
+    KeySpec {
+        section: "watchdog",
+        key: "history_age",
+        kind: Kind::Duration,
+        default: "\"168h\"",
+        doc: "How long the watchdog's history (drift events, verdict changes, SLO samples, playbook runs) is kept: 7 days by default.",
+    },
+    KeySpec {
+        section: "watchdog",
+        key: "history_size",
+        kind: Kind::Size,
+        default: "\"32m\"",
+        doc: "How many bytes of events the history keeps, the oldest dropped first; its sled files take up to about three times as much. `0` is refused: the history is always bounded.",
+    },
+    KeySpec {
+        section: "watchdog",
+        key: "builtin_playbooks",
+        kind: Kind::Subset(super::watchdog::BUILTIN_PLAYBOOKS),
+        default: "[\"unseal-vault\", \"heal-drift\", \"start-node\"]",
+        doc: "The built-in playbooks that are on: `unseal-vault` (Vault reports itself sealed: unseal it; 6 runs per hour, 1 minute apart), `heal-drift` (an object idp-lab applied drifted: re-apply it; 30 per 10 minutes), `start-node` (a node container stopped: start it; 3 per 10 minutes, 1 minute apart). A playbook of `playbooks` with the same name replaces the built-in one. SLO alerts are not among them: they stay with the platform's Alertmanager → Argo Events chain.",
+    },
+    KeySpec {
+        section: "watchdog",
+        key: "playbooks",
+        kind: Kind::Playbooks,
+        default: "[]",
+        doc: "The lab's own playbooks, besides the built-in ones: `[[watchdog.playbooks]]` tables, described below.",
+    },
 ];
 
 /// Who reads an environment variable that is not a configuration key.
@@ -449,6 +512,7 @@ pub fn reference_markdown() -> String {
             };
             let kind = match k.kind {
                 Kind::Choice(words) => words.join(" \\| "),
+                Kind::Subset(words) => format!("array of {}", words.join(" \\| ")),
                 Kind::Int { min, max } => format!("integer {min}–{max}"),
                 other => other.type_name().to_owned(),
             };
@@ -458,6 +522,9 @@ pub fn reference_markdown() -> String {
                 k.env_var(),
                 k.doc.replace('|', "\\|")
             ));
+        }
+        if *section == "watchdog" {
+            out.push_str(super::watchdog::PLAYBOOK_REFERENCE);
         }
     }
     out

@@ -1,3 +1,4 @@
+use super::watchdog::*;
 use super::*;
 use proptest::prelude::*;
 
@@ -517,4 +518,249 @@ fn serve_lan_is_off_by_default_and_a_bool_from_file_or_environment() {
     assert_eq!(err.diagnostics[0].path, "registry.serve_lan", "{err}");
     let spec = schema::KEYS.iter().find(|k| k.section == "registry" && k.key == "serve_lan").expect("in the schema");
     assert_eq!((spec.kind, spec.default, spec.env_var().as_str()), (schema::Kind::Bool, "false", "IDP_LAB_REGISTRY_SERVE_LAN"));
+}
+
+/// A lab's own playbook next to the built-in ones, in the documented form.
+const PLAYBOOKS: &str = r#"[watchdog]
+resync = "5m"
+receiver_port = 9097
+
+[[watchdog.playbooks]]
+name = "externalsecrets-resync"
+triggers = [{ on = "alert", labels = { slo = "externalsecrets-sync-success" } }]
+actions = [
+  { do = "refresh-external-secret", external_secret = "apps/db-credentials" },
+  { do = "webhook", url = "http://127.0.0.1:9000/hooks/idp-lab", timeout = "5s" },
+]
+rate_limit = "1/10m"
+cooldown = "5m"
+dry_run = true
+
+[[watchdog.playbooks]]
+name = "unseal-vault"
+triggers = [{ on = "vault-sealed" }, { on = "health", component = "vault" }]
+actions = [{ do = "unseal-vault" }, { do = "rollout-restart", object = "StatefulSet/vault-system/vault" }]
+
+[[watchdog.playbooks]]
+name = "every-kind"
+
+[[watchdog.playbooks.triggers]]
+on = "slo"
+slo = "monitoring/api-latency"
+severity = "page"
+
+[[watchdog.playbooks.triggers]]
+on = "drift"
+component = "argocd"
+
+[[watchdog.playbooks.triggers]]
+on = "node-stopped"
+
+[[watchdog.playbooks.actions]]
+do = "sync-application"
+application = "platform"
+
+[[watchdog.playbooks.actions]]
+do = "submit-workflow"
+template = "cicd/heal"
+parameters = { reason = "drift" }
+
+[[watchdog.playbooks.actions]]
+do = "reapply"
+object = "ConfigMap/apps/settings"
+
+[[watchdog.playbooks.actions]]
+do = "start-node"
+"#;
+
+#[test]
+fn the_watchdog_defaults_are_documented_ones() {
+    let c = parse("").expect("defaults");
+    let w = &c.watchdog;
+    assert!(w.enabled);
+    assert_eq!((w.resync, w.history_age, w.history_size.as_str()), (600, 7 * 86_400, "32m"));
+    assert_eq!(w.receiver_port, PortSetting::Auto);
+    assert_eq!(w.builtin_playbooks, BUILTIN_PLAYBOOKS);
+    assert!(w.playbooks.is_empty(), "the receiver only serves routes a user adds");
+    let s = crate::settings::resolve(&c, &crate::settings::Probes::default()).expect("settings");
+    assert_eq!(s.watchdog.playbooks, builtin_playbooks());
+    assert_eq!(s.watchdog.history_bytes.bytes(), 32 << 20);
+    assert_eq!(s.watchdog.resync, std::time::Duration::from_secs(600));
+    assert!(
+        s.watchdog.playbooks.iter().all(|p| p.triggers.iter().all(|t| !matches!(t, Trigger::Alert { .. }))),
+        "no built-in playbook takes Alertmanager's alerts: SLO alerts stay with the in-cluster chain"
+    );
+}
+
+#[test]
+fn a_playbook_table_parses_into_typed_playbooks() {
+    let c = parse(PLAYBOOKS).expect("valid playbooks");
+    assert_eq!((c.watchdog.resync, c.watchdog.receiver_port), (300, PortSetting::Fixed(9097)));
+    let p = &c.watchdog.playbooks;
+    assert_eq!(p.len(), 3);
+    assert_eq!(p[0].name, "externalsecrets-resync");
+    assert_eq!(p[0].triggers, [Trigger::Alert { labels: [("slo".to_owned(), "externalsecrets-sync-success".to_owned())].into() }]);
+    assert_eq!(
+        p[0].actions,
+        [
+            Action::RefreshExternalSecret { external_secret: NamespacedName { namespace: "apps".into(), name: "db-credentials".into() } },
+            Action::Webhook { url: "http://127.0.0.1:9000/hooks/idp-lab".into(), timeout: 5 },
+        ]
+    );
+    assert_eq!((p[0].rate_limit, p[0].cooldown, p[0].dry_run), (RateLimit { runs: 1, per: 600 }, 300, true));
+    // Defaults of what a table leaves out.
+    assert_eq!((p[1].rate_limit, p[1].cooldown, p[1].dry_run), (DEFAULT_RATE_LIMIT, 0, false));
+    assert_eq!(p[1].triggers[1], Trigger::Health { component: "vault".into(), verdict: HealthVerdict::Degraded });
+    // Nested [[watchdog.playbooks.triggers]] tables work too.
+    assert_eq!(
+        p[2].triggers,
+        [
+            Trigger::Slo { slo: "monitoring/api-latency".into(), severity: SloSeverity::Page },
+            Trigger::Drift { component: "argocd".into() },
+            Trigger::NodeStopped { node: "*".into() },
+        ]
+    );
+    assert_eq!(
+        p[2].actions[0],
+        Action::SyncApplication { application: NamespacedName { namespace: "argocd".into(), name: "platform".into() } }
+    );
+    assert_eq!(p[2].actions[2].describe(), "reapply ConfigMap/apps/settings");
+    assert_eq!(p[2].actions[3], Action::StartNode { node: None });
+    // The user's unseal-vault replaces the built-in one; the other built-ins stay, first.
+    let s = crate::settings::resolve(&c, &crate::settings::Probes::default()).expect("settings");
+    let names: Vec<&str> = s.watchdog.playbooks.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["heal-drift", "start-node", "externalsecrets-resync", "unseal-vault", "every-kind"]);
+    // builtin_playbooks = [] turns the built-in ones off.
+    let c = parse("[watchdog]\nbuiltin_playbooks = [\"start-node\"]\n").expect("valid");
+    let s = crate::settings::resolve(&c, &crate::settings::Probes::default()).expect("settings");
+    assert_eq!(s.watchdog.playbooks.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["start-node"]);
+    let c = parse("[watchdog]\nbuiltin_playbooks = []\nenabled = false\n").expect("valid");
+    assert!(!c.watchdog.enabled && crate::settings::WatchdogSettings::from_config(&c.watchdog).expect("settings").playbooks.is_empty());
+}
+
+#[test]
+fn the_resolved_watchdog_section_reads_back_from_its_own_toml() {
+    // What `profiles show` prints must be a configuration file that resolves the same.
+    let c = parse(PLAYBOOKS).expect("valid");
+    let text = toml_edit::ser::to_string_pretty(&c).expect("as TOML");
+    let again = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(again, c, "{text}");
+    let json = serde_json::to_value(&c.watchdog).expect("json");
+    assert_eq!(json["playbooks"][0]["rate_limit"], "1/600s");
+    assert_eq!(json["playbooks"][1]["triggers"][0], serde_json::json!({"on": "vault-sealed"}));
+}
+
+#[test]
+fn bad_playbooks_are_positioned_errors_with_a_fix() {
+    let text = r#"[watchdog]
+playbooks = [
+  { name = "a", triggers = [{ on = "alert", labels = { slo = "x" } }], actions = [{ do = "page-someone" }] },
+  { name = "b", triggers = [{ on = "alert", labels = { slo = "x" } }], actions = [{ do = "unseal-vault" }], rate_limit = "often" },
+  { name = "c", triggers = [{ on = "alert", labels = { slo = "x" } }], actions = [{ do = "unseal-vault" }], cooldwn = "5m" },
+  { name = "d", triggers = [{ on = "alerts", labels = { slo = "x" } }], actions = [{ do = "webhook", url = "https://hooks.example.com/x" }] },
+  { name = "a", triggers = [{ on = "alert", label = { slo = "x" } }], actions = [{ do = "rollout-restart", object = "ConfigMap/apps/x" }] },
+  { triggers = [{ on = "vault-sealed" }], actions = [{ do = "unseal-vault" }] },
+  { name = "e", triggers = [], actions = [{ do = "webhook", url = "http://x/", timeout = "soon" }] },
+]
+"#;
+    let err = parse(text).expect_err("bad playbooks");
+    insta::assert_snapshot!(err.to_string(), @r#"
+    idp-lab.toml:3:90: watchdog.playbooks[0].actions[0].do: unknown action "page-someone": expected one of "webhook", "reapply", "rollout-restart", "sync-application", "refresh-external-secret", "unseal-vault", "submit-workflow", "start-node"
+      help: what each action does is in docs/configuration.md, under Playbooks
+    idp-lab.toml:4:122: watchdog.playbooks[1].rate_limit: expected a rate limit "N/<duration>", found a string ("often")
+      help: N runs per window, N from 1 to 1000, e.g. "1/10m", "30/1h"
+    idp-lab.toml:5:119: watchdog.playbooks[2].cooldwn: unknown key
+      help: did you mean `cooldown`?
+    idp-lab.toml:6:36: watchdog.playbooks[3].triggers[0].on: unknown trigger "alerts": expected one of "alert", "drift", "health", "slo", "vault-sealed", "node-stopped"
+      help: did you mean "alert"?
+    idp-lab.toml:6:108: watchdog.playbooks[3].actions[0].url: expected a URL http://host[:port]/path, found "https://hooks.example.com/x"
+      help: the webhook action speaks plain HTTP (to a loopback or in-lab receiver); relay to an HTTPS endpoint from there
+    idp-lab.toml:7:12: watchdog.playbooks[4].name: playbook name "a" is used twice
+      help: give each playbook its own name
+    idp-lab.toml:7:45: watchdog.playbooks[4].triggers[0].label: unknown key
+      help: did you mean `labels`?
+    idp-lab.toml:7:117: watchdog.playbooks[4].actions[0].object: expected an object "Kind/namespace/name" of kind Deployment, StatefulSet, DaemonSet, found "ConfigMap/apps/x"
+      help: only workloads restart; `reapply` re-applies any other object
+    idp-lab.toml:8:3: watchdog.playbooks[5]: a playbook needs `name`
+      help: an array of playbook tables [[watchdog.playbooks]] with name, triggers, actions and optionally rate_limit, cooldown, dry_run
+    idp-lab.toml:9:28: watchdog.playbooks[6].triggers: a playbook needs at least one trigger
+      help: an array of trigger tables such as [{ on = "alert", labels = { slo = "x" } }]
+    idp-lab.toml:9:90: watchdog.playbooks[6].actions[0].timeout: expected a duration such as "300s", "5m", "1h" or a number of seconds, found a string ("soon")
+    "#);
+}
+
+#[test]
+fn playbook_tables_report_at_their_own_lines() {
+    let text = "[watchdog]\n\n[[watchdog.playbooks]]\nname = \"x\"\ntriggers = [{ on = \"drift\" }]\n\n[[watchdog.playbooks]]\nname = \"y\"\nactions = [{ do = \"unseal-vault\" }]\ntriggers = [{ on = \"slo\", severity = \"urgent\" }, { on = \"vault-sealed\", node = \"a\" }]\n";
+    let err = parse(text).expect_err("two bad tables");
+    insta::assert_snapshot!(err.to_string(), @r#"
+    idp-lab.toml:3:1: watchdog.playbooks[0]: a playbook needs `actions`
+      help: an array of playbook tables [[watchdog.playbooks]] with name, triggers, actions and optionally rate_limit, cooldown, dry_run
+    idp-lab.toml:10:38: watchdog.playbooks[1].triggers[0].severity: expected one of "page", "ticket", "any", found a string ("urgent")
+    idp-lab.toml:10:73: watchdog.playbooks[1].triggers[1].node: unknown key
+      help: on = "vault-sealed" takes no other key
+    "#);
+    let err = parse("[watchdog]\nplaybooks = \"none\"\nbuiltin_playbooks = [\"unseal-vault\", \"heal-drfit\"]\nhistory_size = \"0\"\n")
+        .expect_err("two problems");
+    insta::assert_snapshot!(err.to_string(), @r#"
+    idp-lab.toml:2:13: watchdog.playbooks: expected an array of playbook tables [[watchdog.playbooks]] with name, triggers, actions and optionally rate_limit, cooldown, dry_run, found "none"
+    idp-lab.toml:3:38: watchdog.builtin_playbooks[1]: expected one of "unseal-vault", "heal-drift", "start-node", found "heal-drfit"
+      help: did you mean "heal-drift"?
+    "#);
+    let err = parse("[watchdog]\nhistory_size = \"0\"\n").expect_err("unbounded");
+    insta::assert_snapshot!(err.to_string(), @r#"
+    idp-lab.toml:2:16: watchdog.history_size: the history must be bounded by size: "0" is no limit
+      help: give a size such as "32m"
+    "#);
+}
+
+#[test]
+fn playbooks_and_watchdog_keys_read_from_the_environment() {
+    let env = env_layer(
+        [
+            ("IDP_LAB_WATCHDOG_PLAYBOOKS", r#"[{ name = "hook", triggers = [{ on = "alert", labels = { team = "apps" } }], actions = [{ do = "webhook", url = "http://10.0.0.2:9000/" }] }]"#),
+            ("IDP_LAB_WATCHDOG_RECEIVER_PORT", "9097"),
+            ("IDP_LAB_WATCHDOG_BUILTIN_PLAYBOOKS", "[]"),
+            ("IDP_LAB_WATCHDOG_RESYNC", "2m"),
+        ],
+        COMPONENTS,
+    )
+    .expect("valid env");
+    let c = resolve(&[&defaults(), &env]).expect("resolves");
+    assert_eq!(c.watchdog.playbooks.len(), 1);
+    assert_eq!(
+        c.watchdog.playbooks[0].actions,
+        [Action::Webhook { url: "http://10.0.0.2:9000/".into(), timeout: DEFAULT_WEBHOOK_TIMEOUT }]
+    );
+    assert_eq!((c.watchdog.receiver_port, c.watchdog.resync), (PortSetting::Fixed(9097), 120));
+    assert!(c.watchdog.builtin_playbooks.is_empty());
+    let err = env_layer(
+        [("IDP_LAB_WATCHDOG_PLAYBOOKS", r#"[{ name = "x", triggers = [{ on = "drift" }], actions = [{ do = "reboot" }] }]"#)],
+        COMPONENTS,
+    )
+    .expect_err("unknown action");
+    assert_eq!(err.diagnostics[0].path, "watchdog.playbooks[0].actions[0].do", "{err}");
+    let spec = schema::lookup("watchdog", "playbooks").expect("in the schema");
+    assert_eq!((spec.kind, spec.default, spec.env_var().as_str()), (schema::Kind::Playbooks, "[]", "IDP_LAB_WATCHDOG_PLAYBOOKS"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Mutated playbook tables never panic, and every error has a position inside the file.
+    #[test]
+    fn mutated_playbooks_fail_with_positions(pos in 0usize..PLAYBOOKS.len(), cut in 0usize..8, insert in "[\\[\\]{}=\"a-z0-9 .,/\n_-]{0,6}") {
+        let mut text = PLAYBOOKS.to_owned();
+        let start = (0..=pos).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let end = (start..=(start + cut).min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(start);
+        text.replace_range(start..end, &insert);
+        if let Err(e) = parse(&text) {
+            prop_assert!(!e.diagnostics.is_empty());
+            let lines = text.lines().count().max(1) + 1;
+            for d in &e.diagnostics {
+                prop_assert!(d.line >= 1 && d.line <= lines && d.column >= 1, "{} out of range in:\n{}", d, text);
+                prop_assert!(d.path.is_empty() || d.line > 1 || !d.path.starts_with("watchdog.playbooks["), "{} has no position in:\n{}", d, text);
+            }
+        }
+    }
 }

@@ -32,7 +32,7 @@ impl<'a> Checker<'a> {
         Checker { text, origin, components, diags: Vec::new() }
     }
 
-    fn report(&mut self, span: Option<Range<usize>>, path: &str, message: String, hint: Option<String>) {
+    pub(super) fn report(&mut self, span: Option<Range<usize>>, path: &str, message: String, hint: Option<String>) {
         let (line, column) = line_col(self.text, span.map_or(0, |s| s.start));
         self.diags.push(Diagnostic { origin: self.origin.clone(), line, column, path: path.to_owned(), message, hint });
     }
@@ -163,6 +163,8 @@ impl<'a> Checker<'a> {
                         Kind::Pools => self.pools(path, item),
                         Kind::Mirrors => self.mirrors(path, item),
                         Kind::Resolvers => self.resolvers(path, item),
+                        Kind::Playbooks => self.playbooks(path, item),
+                        Kind::Subset(words) => self.builtin_names(path, item, words),
                         _ => wrong(self, describe(item)),
                     };
                 };
@@ -428,7 +430,7 @@ fn key_span(table: &Table, name: &str) -> Option<Range<usize>> {
 }
 
 /// A short description of a TOML item's type, e.g. `a string ("x")` or `an integer (3)`.
-fn describe(item: &Item) -> String {
+pub(super) fn describe(item: &Item) -> String {
     match item {
         Item::None => "nothing".into(),
         Item::Value(v) => describe_value(v),
@@ -437,7 +439,7 @@ fn describe(item: &Item) -> String {
     }
 }
 
-fn describe_value(v: &toml_edit::Value) -> String {
+pub(super) fn describe_value(v: &toml_edit::Value) -> String {
     match v {
         toml_edit::Value::String(s) => format!("a string (\"{}\")", s.value()),
         toml_edit::Value::Integer(i) => format!("an integer ({})", i.value()),
