@@ -26,8 +26,10 @@ mod item;
 pub mod kubeconfig;
 mod live;
 mod lock;
+pub mod proxy;
 mod routes;
 mod wait;
+pub mod watch_diff;
 
 pub use apply::{Action, Applied, ApplyOptions, ApplyReport, DEFAULT_CONCURRENCY, FIELD_MANAGER, Progress};
 pub use cache::ApplyCache;

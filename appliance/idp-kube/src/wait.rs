@@ -389,7 +389,7 @@ fn stand_in(target: &Target) -> Value {
 
 /// A watcher error on one line: what failed and the API server's answer (`list failed:
 /// 404 NotFound: the server could not find the requested resource`).
-fn watch_error(e: &watcher::Error) -> String {
+pub(crate) fn watch_error(e: &watcher::Error) -> String {
     let (what, cause) = match e {
         watcher::Error::InitialListFailed(cause) => ("list", cause),
         watcher::Error::WatchStartFailed(cause) => ("watch", cause),

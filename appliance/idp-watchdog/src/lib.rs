@@ -7,10 +7,18 @@
 //! The evaluation time is always given by the caller (no clock here), so a test can evaluate at
 //! a time aligned to backfilled samples.
 
+pub mod drift;
+pub mod history;
+pub mod playbook;
 pub mod prometheus;
+pub mod receiver;
 
+pub use drift::{Component, Drift, DriftError, DriftEvent, DriftHandle, DriftOptions, DriftState, ObjectDrift, Policy};
+pub use history::{Event, EventKind, History, HistoryError, Retention};
 pub use idp_core::slo::{Evaluation, RowVerdict, Slo};
+pub use playbook::{Alert, Cause, Engine, Executor, Run, RunStatus, Unavailable};
 pub use prometheus::{Prometheus, Sample};
+pub use receiver::{Receiver, router};
 
 use idp_core::slo::{self, Counts, SloError};
 use std::collections::BTreeMap;
