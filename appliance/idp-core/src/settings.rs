@@ -340,7 +340,7 @@ pub struct WatchdogSettings {
 impl WatchdogSettings {
     /// The watchdog's settings from `[watchdog]`.
     pub fn from_config(w: &crate::config::Watchdog) -> Result<WatchdogSettings, SettingsError> {
-        let history_bytes = match crate::config::parse_size(&w.history_size) {
+        let history_bytes = match crate::config::parse_bytes(&w.history_size) {
             Some(bytes) if bytes > 0 => ByteSize(bytes),
             _ => return Err(SettingsError::Unparsed { key: "watchdog.history_size", value: w.history_size.clone() }),
         };

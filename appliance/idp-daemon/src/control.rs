@@ -5,7 +5,8 @@
 //! | --------------- | ---------------------------------------------------------- |
 //! | `GET /healthz`  | 200 and [`DaemonInfo`] as JSON                             |
 //! | `GET /routes`   | 200 and the route watch's latest snapshot as JSON          |
-//! | `POST /reload`  | starts the registry and the nodes' DNS answer if their address exists now (a failure there is a warning in the answer), re-reads the kubeconfig and restarts the route watch: 200, or 500 with the error |
+//! | `POST /reload`  | starts the registry, the nodes' DNS answer and the Alertmanager receiver if their address exists now (a failure there is a warning in the answer), re-reads the kubeconfig and restarts the route watch: 200, or 500 with the error |
+//! | `GET /history?since=SECONDS` | 200 and the watchdog's events since that Unix time (all kept, without `since`), oldest first; 503 with why when the daemon has no history |
 //! | anything else   | 404 (405 for a known path with another method)             |
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -30,6 +31,7 @@ pub(crate) struct State {
     pub(crate) routes: Arc<Routes>,
     pub(crate) registry: Arc<crate::network::LabRegistry>,
     pub(crate) snapshot: watch::Receiver<RouteSnapshot>,
+    pub(crate) watchdog: Option<Arc<crate::watchdog::LabWatchdog>>,
 }
 
 /// Binds the control socket at `path` with mode 0600: bound under a temporary name,
@@ -46,12 +48,16 @@ pub(crate) fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
 
 /// The answer to one control request (the socket's whole behaviour, testable without
 /// a socket).
-pub(crate) async fn route(state: &State, method: &Method, path: &str) -> (StatusCode, String) {
+pub(crate) async fn route(state: &State, method: &Method, target: &str) -> (StatusCode, String) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     match (method, path) {
         (&Method::GET, "/healthz") => {
             let mut info = state.info.clone();
             let at = info.listeners.iter().position(|l| l.name == "control").unwrap_or(info.listeners.len());
-            let late = state.registry.listeners().await;
+            let mut late = state.registry.listeners().await;
+            if let Some(watchdog) = &state.watchdog {
+                late.extend(watchdog.listeners().await);
+            }
             info.listeners.splice(at..at, late);
             (StatusCode::OK, serde_json::to_string(&info).unwrap_or_default())
         }
@@ -60,14 +66,36 @@ pub(crate) async fn route(state: &State, method: &Method, path: &str) -> (Status
             let body = serde_json::json!({"synced": snapshot.synced, "error": snapshot.error, "routes": snapshot.routes});
             (StatusCode::OK, body.to_string())
         }
+        (&Method::GET, "/history") => {
+            let Some(watchdog) = &state.watchdog else {
+                return (StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the watchdog is off (watchdog.enabled = false)"}"#.to_owned());
+            };
+            let since = query.split('&').find_map(|kv| kv.strip_prefix("since=")).map(str::parse::<u64>);
+            let since = match since {
+                None => std::time::UNIX_EPOCH,
+                Some(Ok(secs)) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+                Some(Err(_)) => {
+                    return (StatusCode::BAD_REQUEST, r#"{"error":"since must be whole seconds since the Unix epoch"}"#.to_owned());
+                }
+            };
+            match watchdog.since(since).await {
+                Ok(events) => (StatusCode::OK, serde_json::json!({ "events": events }).to_string()),
+                Err(e) => (StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({ "error": e }).to_string()),
+            }
+        }
         (&Method::POST, "/reload") => {
-            let warnings = state.registry.ensure_started().await;
+            let mut warnings = state.registry.ensure_started().await;
+            if let Some(watchdog) = &state.watchdog {
+                warnings.extend(watchdog.ensure_started().await);
+            }
             match state.routes.restart().await {
                 Ok(()) => (StatusCode::OK, serde_json::json!({"reloaded": true, "warnings": warnings}).to_string()),
                 Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": e.to_string()}).to_string()),
             }
         }
-        (_, "/healthz" | "/routes" | "/reload") => (StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#.to_owned()),
+        (_, "/healthz" | "/routes" | "/reload" | "/history") => {
+            (StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#.to_owned())
+        }
         _ => (StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_owned()),
     }
 }
@@ -87,7 +115,8 @@ pub(crate) async fn serve(listener: UnixListener, state: Arc<State>, shutdown: C
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let state = state.clone();
                 async move {
-                    let (status, body) = route(&state, request.method(), request.uri().path()).await;
+                    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                    let (status, body) = route(&state, request.method(), target).await;
                     let mut response = Response::new(Full::new(Bytes::from(body)));
                     *response.status_mut() = status;
                     response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));

@@ -19,6 +19,7 @@ pub mod control;
 mod error;
 mod network;
 mod pidfile;
+mod watchdog;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -35,8 +36,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use error::DaemonError;
+pub use idp_watchdog::{Event as WatchdogEvent, EventKind as WatchdogEventKind};
 pub use network::{NETWORK_FILE, NodeDnsPlan, RegistryPlan, write_network};
 pub use pidfile::{DaemonState, status, stop};
+pub use watchdog::{HISTORY_DIR, RECEIVER_PORT, WatchdogPlan};
 
 /// The pid file, locked while the daemon runs.
 pub const PID_FILE: &str = "daemon.pid";
@@ -81,6 +84,8 @@ pub struct Plan {
     pub registry: Option<RegistryPlan>,
     /// The DNS answer for the lab's nodes, when it has a network to serve it on.
     pub node_dns: Option<NodeDnsPlan>,
+    /// The watchdog: its history, playbooks and Alertmanager receiver; `None`: off.
+    pub watchdog: Option<WatchdogPlan>,
 }
 
 /// What a running daemon serves, as `daemon.json` and the control endpoint's
@@ -214,6 +219,13 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), DaemonEr
     let registry = Arc::new(network::LabRegistry::new(plan.dir.clone(), plan.registry.clone(), node_dns, shutdown.child_token()));
     // Failures are warnings (logged): the rest still serves, and `reload` tries again.
     let _ = registry.ensure_started().await;
+    let watchdog = match plan.watchdog.clone() {
+        Some(w) => Some(Arc::new(watchdog::LabWatchdog::open(&plan.dir, w, shutdown.child_token()).await)),
+        None => None,
+    };
+    if let Some(w) = &watchdog {
+        let _ = w.ensure_started().await;
+    }
     if let Err(e) = routes.restart().await {
         // The entry still serves (everything passes through); `reload` tries again.
         tracing::warn!(error = %e, "the route watch did not start");
@@ -236,7 +248,13 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), DaemonEr
         let answers = Answers::new(plan.zones.clone()).with_forward(plan.dns_forward.clone());
         servers.spawn(async move { ("dns", idp_edge::serve_dns(udp, tcp, answers, token.cancelled_owned()).await.map_err(edge)) });
     }
-    let state = Arc::new(control::State { info: info.clone(), routes: routes.clone(), registry: registry.clone(), snapshot: receiver });
+    let state = Arc::new(control::State {
+        info: info.clone(),
+        routes: routes.clone(),
+        registry: registry.clone(),
+        snapshot: receiver,
+        watchdog: watchdog.clone(),
+    });
     servers.spawn({
         let token = shutdown.child_token();
         async move { ("control", control::serve(control_listener, state, token).await) }
@@ -269,6 +287,9 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), DaemonEr
         servers.abort_all();
     }
     let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, registry.stopped()).await;
+    if let Some(w) = &watchdog {
+        let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, w.stopped()).await;
+    }
     let _ = std::fs::remove_file(&socket_path);
     pidfile::release(&plan.dir, lock);
     tracing::info!(lab = %plan.lab, "lab daemon stopped");
@@ -285,6 +306,19 @@ async fn bind_tcp(what: &'static str, ip: IpAddr, port: u16) -> Result<TcpListen
 pub async fn health(dir: &Path) -> Result<DaemonInfo, DaemonError> {
     let body = control::request(&dir.join(SOCKET_FILE), http::Method::GET, "/healthz").await?;
     serde_json::from_slice(&body).map_err(|e| DaemonError::Control { reason: format!("bad /healthz answer: {e}") })
+}
+
+/// Asks the running daemon of the lab in `dir` for the watchdog's events since `since`
+/// (all it keeps, with `None`), oldest first.
+pub async fn history(dir: &Path, since: Option<SystemTime>) -> Result<Vec<idp_watchdog::Event>, DaemonError> {
+    let query = since.map(|t| format!("?since={}", t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))).unwrap_or_default();
+    let body = control::request(&dir.join(SOCKET_FILE), http::Method::GET, &format!("/history{query}")).await?;
+    #[derive(Deserialize)]
+    struct Answer {
+        events: Vec<idp_watchdog::Event>,
+    }
+    let answer: Answer = serde_json::from_slice(&body).map_err(|e| DaemonError::Control { reason: format!("bad /history answer: {e}") })?;
+    Ok(answer.events)
 }
 
 /// Asks the running daemon of the lab in `dir` to reload: re-read the kubeconfig and

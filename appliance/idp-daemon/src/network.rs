@@ -42,7 +42,7 @@ pub fn write_network(dir: &Path, gateway: IpAddr) -> Result<(), DaemonError> {
 }
 
 /// The gateway address [`write_network`] recorded, if any.
-fn read_network(dir: &Path) -> Option<IpAddr> {
+pub(crate) fn read_network(dir: &Path) -> Option<IpAddr> {
     let text = std::fs::read_to_string(dir.join(NETWORK_FILE)).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
     value.get("gateway")?.as_str()?.parse().ok()
@@ -97,7 +97,7 @@ pub(crate) struct LabRegistry {
 
 /// An error and its sources, `: `-joined (what a registry that does not open says
 /// lives in its sources: the tar entry, the missing blob).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

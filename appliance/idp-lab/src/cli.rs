@@ -107,6 +107,8 @@ pub enum Command {
     Dns(DnsCommand),
     /// List every route of the lab (HTTPRoutes) with its URL and health.
     Urls(TargetArgs),
+    /// List what the lab's watchdog recorded: drift, verdict changes, SLO samples, playbook runs.
+    History(HistoryArgs),
     /// Open a service of the lab (or its landing page) in the browser.
     Open(OpenArgs),
     /// Check configuration files.
@@ -230,6 +232,16 @@ pub struct LabArgs {
     /// The lab (default: lab.name of the configuration).
     #[arg(long, short = 'n', value_name = "LAB")]
     pub name: Option<String>,
+}
+
+/// `history` options.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// Only events of the last DURATION (`90s`, `30m`, `12h`, `7d`; default: all that is kept).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
 }
 
 /// `up` options.

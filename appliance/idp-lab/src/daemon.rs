@@ -52,6 +52,14 @@ pub fn plan(lab: &Lab, settings: &Settings, gateway: &[SocketAddr]) -> Plan {
             // Workshop mode: the bundle, read-only, on this machine's LAN address.
             lan: lan_registry(settings),
         }),
+        // History, playbooks and the Alertmanager receiver (on the gateway address).
+        watchdog: settings.watchdog.enabled.then(|| idp_daemon::WatchdogPlan {
+            settings: settings.watchdog.clone(),
+            receiver_port: match settings.watchdog.receiver_port {
+                idp_core::config::PortSetting::Fixed(port) => port,
+                idp_core::config::PortSetting::Auto => idp_daemon::RECEIVER_PORT,
+            },
+        }),
         // Not when the lab's own DNS answer already listens there (bound to all on 53).
         node_dns: node_dns_needed(&host_nameservers, n.bind_address, n.ports.dns)
             .then(|| NodeDnsPlan { port: 53, forward: node_dns_forward(&n.dns_forward, &host_nameservers) }),

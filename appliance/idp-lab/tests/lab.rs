@@ -113,9 +113,9 @@ fn lab_daemon_serves(lab: &Lab, up: &Value, status: &Value) -> u32 {
         .filter_map(|l| l.strip_prefix("nameserver "))
         .any(|ip| ip.trim().parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_loopback()));
     let expected: &[&str] = if host_upstream {
-        &["https", "http", "dns", "registry", "control"]
+        &["https", "http", "dns", "registry", "alerts", "control"]
     } else {
-        &["https", "http", "dns", "node-dns", "registry", "control"]
+        &["https", "http", "dns", "node-dns", "registry", "alerts", "control"]
     };
     assert_eq!(names, expected, "{status}");
     // The registry and the nodes' DNS answer listen on the lab network's gateway address,
@@ -321,6 +321,8 @@ async fn lifecycle(image: &str, kind: Nodes) {
     let api_port = status["ports"]["api"].as_u64().expect("api port");
     let https_port = status["ports"]["https"].as_u64().expect("https port");
     let first_daemon = lab_daemon_serves(&lab, &up, &status);
+    // The watchdog's history is held by the daemon; nothing happened yet.
+    assert_eq!(lab.json(&["history"]), serde_json::json!([]), "a new lab's history is empty");
     // The health rollup: the nodes wait for a CNI (Progressing, with the condition's
     // words), the daemon is Healthy, the lab is its worst component.
     let health = &status["health"];

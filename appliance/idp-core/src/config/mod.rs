@@ -5,7 +5,7 @@ pub mod schema;
 mod validate;
 mod watchdog;
 
-pub use validate::{FileKind, is_dns_name, is_name, parse_duration, parse_resolver, parse_size};
+pub use validate::{FileKind, is_dns_name, is_name, parse_bytes, parse_duration, parse_resolver, parse_size};
 pub use watchdog::{
     Action, BUILTIN_PLAYBOOKS, DEFAULT_RATE_LIMIT, DEFAULT_WEBHOOK_TIMEOUT, HealthVerdict, MAX_RUNS, NamespacedName, ObjectRef, Playbook,
     RateLimit, SloSeverity, Trigger, Watchdog, builtin_playbooks,
@@ -455,7 +455,7 @@ pub fn resolve(layers: &[&Layer]) -> Result<Config, ConfigError> {
             "remove cluster.servers, or choose flavor \"k3s\" or \"kind\"",
         );
     }
-    if parse_size(&config.watchdog.history_size) == Some(0) {
+    if parse_bytes(&config.watchdog.history_size) == Some(0) {
         combo("watchdog.history_size", "the history must be bounded by size: \"0\" is no limit".into(), "give a size such as \"32m\"");
     }
     if diagnostics.is_empty() { Ok(config) } else { Err(ConfigError { diagnostics }) }

@@ -32,6 +32,8 @@ pub enum Kind {
     Suffix,
     /// A memory size such as `"4g"`, `"512m"`, or `"0"` for no limit.
     Size,
+    /// A number of bytes such as `"32m"` or `"1g"`, with no floor (not a Docker limit).
+    Bytes,
     /// A duration such as `"300s"`, `"5m"`, `"1h"`, or an integer number of seconds.
     Duration,
     /// An array of strings.
@@ -67,6 +69,7 @@ impl Kind {
             Kind::AutoIp => "\"auto\" or an IP address".into(),
             Kind::Suffix => "\"auto\" or a DNS name such as \"10-0-0-5.nip.io\"".into(),
             Kind::Size => "a size such as \"4g\", \"512m\" or \"0\" (no limit)".into(),
+            Kind::Bytes => "a size such as \"32m\", \"512k\" or \"1g\"".into(),
             Kind::Duration => "a duration such as \"300s\", \"5m\", \"1h\" or a number of seconds".into(),
             Kind::List => "an array of strings".into(),
             Kind::Taints => "an array of taints such as [\"node-role.kubernetes.io/control-plane:NoSchedule\"]".into(),
@@ -95,7 +98,7 @@ impl Kind {
             Kind::Ip => "IP address",
             Kind::AutoIp => "IP address or auto",
             Kind::Suffix => "DNS name or auto",
-            Kind::Size => "size",
+            Kind::Size | Kind::Bytes => "size",
             Kind::Duration => "duration",
             Kind::List => "array of strings",
             Kind::Taints => "array of taints",
@@ -396,7 +399,7 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec {
         section: "watchdog",
         key: "history_size",
-        kind: Kind::Size,
+        kind: Kind::Bytes,
         default: "\"32m\"",
         doc: "How many bytes of events the history keeps, the oldest dropped first; its sled files take up to about three times as much. `0` is refused: the history is always bounded.",
     },

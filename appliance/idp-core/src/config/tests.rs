@@ -135,6 +135,9 @@ fn sizes_and_durations() {
     assert_eq!(parse_size("512Mi"), Some(512 << 20));
     assert_eq!(parse_size("0"), Some(0));
     assert_eq!(parse_size("1k"), None, "below Docker's minimum");
+    assert_eq!(parse_bytes("1k"), Some(1 << 10), "no floor for byte counts");
+    assert_eq!(parse_bytes("1m"), Some(1 << 20));
+    assert_eq!(parse_bytes("1 m"), None);
     assert_eq!(parse_size("4 g"), None);
     assert_eq!(parse_duration("5m"), Some(300));
     assert_eq!(parse_duration("0s"), None);

@@ -190,6 +190,7 @@ impl<'a> Checker<'a> {
             Kind::AutoIp => text == "auto" || text.parse::<IpAddr>().is_ok(),
             Kind::Suffix => text == "auto" || is_dns_name(text),
             Kind::Size => parse_size(text).is_some(),
+            Kind::Bytes => parse_bytes(text).is_some(),
             Kind::Resolvers => {
                 let hint = format!("write an array, e.g. [\"{text}\"]");
                 self.report(span, path, format!("expected {}, found \"{text}\"", spec.kind.expected()), Some(hint));
@@ -529,8 +530,16 @@ fn resolver_hint(s: &str) -> Option<String> {
     None
 }
 
-/// Parses a memory size (`"4g"`, `"512m"`, `"1Gi"`, `"0"`) into bytes.
+/// Parses a memory size (`"4g"`, `"512m"`, `"1Gi"`, `"0"`) into bytes: at least Docker's
+/// 6 MiB floor, or 0 for no limit.
 pub fn parse_size(s: &str) -> Option<u64> {
+    let bytes = parse_bytes(s)?;
+    // Docker refuses limits under 6 MiB; 0 means "no limit".
+    (bytes == 0 || bytes >= 6 << 20).then_some(bytes)
+}
+
+/// Parses a number of bytes with a unit (`"32m"`, `"512k"`, `"1Gi"`, `"0"`), no floor.
+pub fn parse_bytes(s: &str) -> Option<u64> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     let n: u64 = digits.parse().ok()?;
@@ -541,9 +550,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "g" | "gb" | "gi" | "gib" => 1 << 30,
         _ => return None,
     };
-    let bytes = n.checked_mul(mult)?;
-    // Docker refuses limits under 6 MiB; 0 means "no limit".
-    (bytes == 0 || bytes >= 6 << 20).then_some(bytes)
+    n.checked_mul(mult)
 }
 
 /// Parses a duration (`"300s"`, `"5m"`, `"1h"`, `"90"`) into whole seconds (at least 1).

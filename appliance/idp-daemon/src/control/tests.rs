@@ -17,7 +17,7 @@ fn state(dir: &Path) -> (State, watch::Sender<RouteSnapshot>) {
         listeners: vec![Listener { name: "https".into(), address: "127.0.0.1:8443".into() }],
     };
     let registry = Arc::new(crate::network::LabRegistry::new(dir.to_path_buf(), None, None, CancellationToken::new()));
-    (State { info, routes, registry, snapshot: receiver }, sender)
+    (State { info, routes, registry, snapshot: receiver, watchdog: None }, sender)
 }
 
 #[tokio::test]

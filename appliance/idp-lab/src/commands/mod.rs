@@ -7,6 +7,7 @@ mod diff;
 mod dns;
 mod doctor;
 mod down;
+mod history;
 mod images;
 mod kubeconfig;
 mod list;
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => serve::run(&cli.global, printer, args),
         Command::Dns(cmd) => dns::run(&cli.global, printer, cmd),
         Command::Urls(args) => urls::run(&cli.global, printer, args),
+        Command::History(args) => history::run(&cli.global, printer, args),
         Command::Open(args) => open::run(&cli.global, printer, args),
         Command::Config(cmd) => config::run(&cli.global, printer, cmd),
         Command::Version => version::run(printer),
