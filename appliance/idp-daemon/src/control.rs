@@ -6,6 +6,7 @@
 //! | `GET /healthz`  | 200 and [`DaemonInfo`] as JSON                             |
 //! | `GET /routes`   | 200 and the route watch's latest snapshot as JSON          |
 //! | `POST /reload`  | starts the registry, the nodes' DNS answer and the Alertmanager receiver if their address exists now (a failure there is a warning in the answer), re-reads the kubeconfig and restarts the route watch: 200, or 500 with the error |
+//! | `GET /drift`   | 200 and the objects drifted now, as the watchdog sees them (`[]` when it watches nothing) |
 //! | `GET /history?since=SECONDS` | 200 and the watchdog's events since that Unix time (all kept, without `since`), oldest first; 503 with why when the daemon has no history |
 //! | anything else   | 404 (405 for a known path with another method)             |
 
@@ -66,6 +67,13 @@ pub(crate) async fn route(state: &State, method: &Method, target: &str) -> (Stat
             let body = serde_json::json!({"synced": snapshot.synced, "error": snapshot.error, "routes": snapshot.routes});
             (StatusCode::OK, body.to_string())
         }
+        (&Method::GET, "/drift") => {
+            let drift = match &state.watchdog {
+                Some(watchdog) => watchdog.drift().await,
+                None => Vec::new(),
+            };
+            (StatusCode::OK, serde_json::to_string(&drift).unwrap_or_else(|_| "[]".into()))
+        }
         (&Method::GET, "/history") => {
             let Some(watchdog) = &state.watchdog else {
                 return (StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the watchdog is off (watchdog.enabled = false)"}"#.to_owned());
@@ -93,7 +101,7 @@ pub(crate) async fn route(state: &State, method: &Method, target: &str) -> (Stat
                 Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": e.to_string()}).to_string()),
             }
         }
-        (_, "/healthz" | "/routes" | "/reload" | "/history") => {
+        (_, "/healthz" | "/routes" | "/reload" | "/history" | "/drift") => {
             (StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#.to_owned())
         }
         _ => (StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_owned()),

@@ -36,10 +36,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use error::DaemonError;
-pub use idp_watchdog::{Event as WatchdogEvent, EventKind as WatchdogEventKind};
+pub use idp_watchdog::{Event as WatchdogEvent, EventKind as WatchdogEventKind, ObjectDrift};
 pub use network::{NETWORK_FILE, NodeDnsPlan, RegistryPlan, write_network};
 pub use pidfile::{DaemonState, status, stop};
-pub use watchdog::{HISTORY_DIR, RECEIVER_PORT, WatchdogPlan};
+pub use watchdog::{COMPONENTS_DIR, HISTORY_DIR, RECEIVER_PORT, WatchdogPlan, WatchedComponent, record_component};
 
 /// The pid file, locked while the daemon runs.
 pub const PID_FILE: &str = "daemon.pid";
@@ -132,6 +132,8 @@ pub(crate) struct Routes {
     sender: watch::Sender<RouteSnapshot>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     shutdown: CancellationToken,
+    /// The watchdog, whose drift detection restarts with the same kubeconfig.
+    watchdog: Option<Arc<watchdog::LabWatchdog>>,
 }
 
 impl Routes {
@@ -156,6 +158,12 @@ impl Routes {
             Err(source) => return Err(DaemonError::Io { action: "read", path, source }),
         };
         let cluster = Cluster::from_kubeconfig(&text, None).await.map_err(|e| DaemonError::Kube { reason: e.to_string() })?;
+        if let Some(watchdog) = &self.watchdog
+            && let Err(e) = watchdog.restart_drift(cluster.clone()).await
+        {
+            // The routes still serve; the next reload tries again.
+            tracing::warn!(error = %e, "watchdog: no drift detection");
+        }
         let sender = self.sender.clone();
         let shutdown = self.shutdown.clone();
         tracing::info!(server = cluster.server(), "watching the lab's routes");
@@ -214,15 +222,21 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), DaemonEr
     listeners.push(Listener { name: "control".into(), address: socket_path.display().to_string() });
     let info = DaemonInfo { lab: plan.lab.clone(), pid: std::process::id(), version: env!("CARGO_PKG_VERSION").into(), started, listeners };
 
-    let routes = Arc::new(Routes { dir: plan.dir.clone(), sender, task: Mutex::new(None), shutdown: shutdown.child_token() });
+    let watchdog = match plan.watchdog.clone() {
+        Some(w) => Some(Arc::new(watchdog::LabWatchdog::open(&plan.dir, &plan.lab, w, shutdown.child_token()).await)),
+        None => None,
+    };
+    let routes = Arc::new(Routes {
+        dir: plan.dir.clone(),
+        sender,
+        task: Mutex::new(None),
+        shutdown: shutdown.child_token(),
+        watchdog: watchdog.clone(),
+    });
     let node_dns = plan.node_dns.clone().map(|d| (d, plan.zones.clone()));
     let registry = Arc::new(network::LabRegistry::new(plan.dir.clone(), plan.registry.clone(), node_dns, shutdown.child_token()));
     // Failures are warnings (logged): the rest still serves, and `reload` tries again.
     let _ = registry.ensure_started().await;
-    let watchdog = match plan.watchdog.clone() {
-        Some(w) => Some(Arc::new(watchdog::LabWatchdog::open(&plan.dir, w, shutdown.child_token()).await)),
-        None => None,
-    };
     if let Some(w) = &watchdog {
         let _ = w.ensure_started().await;
     }
@@ -319,6 +333,13 @@ pub async fn history(dir: &Path, since: Option<SystemTime>) -> Result<Vec<idp_wa
     }
     let answer: Answer = serde_json::from_slice(&body).map_err(|e| DaemonError::Control { reason: format!("bad /history answer: {e}") })?;
     Ok(answer.events)
+}
+
+/// Asks the running daemon of the lab in `dir` for the objects drifted now (what the
+/// watchdog watches: the components recorded with [`record_component`]).
+pub async fn drift(dir: &Path) -> Result<Vec<idp_watchdog::ObjectDrift>, DaemonError> {
+    let body = control::request(&dir.join(SOCKET_FILE), http::Method::GET, "/drift").await?;
+    serde_json::from_slice(&body).map_err(|e| DaemonError::Control { reason: format!("bad /drift answer: {e}") })
 }
 
 /// Asks the running daemon of the lab in `dir` to reload: re-read the kubeconfig and

@@ -17,8 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hyper_util::rt::TokioIo;
+use idp_core::objects::{Object, Place};
 use idp_core::settings::WatchdogSettings;
-use idp_watchdog::{Engine, Event, History, Retention, Unavailable};
+use idp_kube::{ApplyOptions, Cluster, Inventory};
+use idp_watchdog::{
+    Component, Drift, DriftEvent, DriftHandle, DriftOptions, Engine, Event, EventKind, History, ObjectDrift, Policy, Retention, Unavailable,
+};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -33,6 +38,73 @@ pub const HISTORY_DIR: &str = "watchdog.sled";
 /// The receiver's port on the gateway address when `watchdog.receiver_port` is `auto`
 /// (each lab has its own gateway address, so labs never share it).
 pub const RECEIVER_PORT: u16 = 9095;
+
+/// The folder, in the lab's state directory, of the components the watchdog watches for
+/// drift: one JSON file per component, written by whoever applied it ([`record_component`]).
+pub const COMPONENTS_DIR: &str = "watchdog/components";
+
+/// A component idp-lab applied, as the watchdog watches it for drift: what `apply` sent
+/// and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchedComponent {
+    /// The component (the `idp-lab.dev/component` label; the file's name).
+    pub component: String,
+    /// The namespace of namespaced objects that name none.
+    pub namespace: String,
+    /// Its apply set: name and namespace of the parent.
+    pub inventory: Option<(String, String)>,
+    /// The desired objects, in the order applied.
+    pub objects: Vec<serde_json::Value>,
+    /// Heal drift (else report it only).
+    pub heal: bool,
+}
+
+/// Records `component` for the watchdog of the lab in `dir` (the daemon picks it up at its
+/// next start or reload).
+pub fn record_component(dir: &Path, component: &WatchedComponent) -> Result<(), DaemonError> {
+    let folder = dir.join(COMPONENTS_DIR);
+    std::fs::create_dir_all(&folder).map_err(|source| DaemonError::Io { action: "create", path: folder.clone(), source })?;
+    let value =
+        serde_json::to_value(component).map_err(|e| DaemonError::Control { reason: format!("the component does not serialise: {e}") })?;
+    crate::pidfile::write_json(&folder, &format!("{}.json", component.component), &value)
+}
+
+/// The components recorded in `dir`, each as the drift engine takes it; a file that does
+/// not read is skipped with a warning.
+fn recorded_components(dir: &Path, lab: &str) -> Vec<Component> {
+    let folder = dir.join(COMPONENTS_DIR);
+    let Ok(entries) = std::fs::read_dir(&folder) else { return Vec::new() };
+    let mut files: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let read = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<WatchedComponent>(&b).map_err(|e| e.to_string()));
+        let recorded = match read {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "watchdog: a recorded component does not read; not watched");
+                continue;
+            }
+        };
+        let source = format!("component {} (recorded in {})", recorded.component, path.display());
+        let objects = recorded
+            .objects
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| Object { value, place: Place { source: source.clone(), document: i + 1, item: None }, wave: None })
+            .collect();
+        let mut options = ApplyOptions::new(lab, &recorded.component);
+        options.namespace = recorded.namespace;
+        options.inventory = recorded.inventory.map(|(name, namespace)| Inventory { name, namespace });
+        let mut component = Component::new(&recorded.component, objects, options);
+        component.policy = if recorded.heal { Policy::Heal } else { Policy::Report };
+        out.push(component);
+    }
+    out
+}
 
 /// How often the history's retention is enforced besides on writes.
 const COMPACT_EVERY: Duration = Duration::from_secs(300);
@@ -49,7 +121,9 @@ pub struct WatchdogPlan {
 /// The watchdog of a running daemon.
 pub(crate) struct LabWatchdog {
     dir: PathBuf,
+    lab: String,
     plan: WatchdogPlan,
+    drift: Mutex<Option<(DriftHandle, JoinHandle<()>)>>,
     history: Result<Arc<History>, String>,
     engine: Option<Arc<Engine<Unavailable>>>,
     receiver: Mutex<Option<(SocketAddr, JoinHandle<()>)>>,
@@ -59,7 +133,7 @@ pub(crate) struct LabWatchdog {
 
 impl LabWatchdog {
     /// Opens the history (on the blocking pool) and makes the playbook engine.
-    pub(crate) async fn open(dir: &Path, plan: WatchdogPlan, shutdown: CancellationToken) -> LabWatchdog {
+    pub(crate) async fn open(dir: &Path, lab: &str, plan: WatchdogPlan, shutdown: CancellationToken) -> LabWatchdog {
         let path = dir.join(HISTORY_DIR);
         let retention = Retention::of(&plan.settings);
         let opened = tokio::task::spawn_blocking(move || History::open(&path, retention)).await;
@@ -72,8 +146,17 @@ impl LabWatchdog {
             tracing::error!(error = %e, "watchdog: no history (the rest of the lab works)");
         }
         let engine = history.as_ref().ok().map(|h| Arc::new(Engine::new(plan.settings.playbooks.clone(), h.clone(), Unavailable)));
-        let watchdog =
-            LabWatchdog { dir: dir.to_owned(), plan, history, engine, receiver: Mutex::new(None), tasks: TaskTracker::new(), shutdown };
+        let watchdog = LabWatchdog {
+            dir: dir.to_owned(),
+            lab: lab.to_owned(),
+            plan,
+            drift: Mutex::new(None),
+            history,
+            engine,
+            receiver: Mutex::new(None),
+            tasks: TaskTracker::new(),
+            shutdown,
+        };
         if let Ok(history) = &watchdog.history {
             let history = history.clone();
             let token = watchdog.shutdown.child_token();
@@ -131,6 +214,64 @@ impl LabWatchdog {
         Ok(())
     }
 
+    /// (Re)starts drift detection over the recorded components on `cluster` (the daemon's
+    /// start and every reload, with a fresh kubeconfig); every event is recorded in the
+    /// history. No component recorded: nothing runs.
+    pub(crate) async fn restart_drift(&self, cluster: Cluster) -> Result<usize, DaemonError> {
+        let mut running = self.drift.lock().await;
+        let mut cache = idp_kube::ApplyCache::default();
+        if let Some((handle, recorder)) = running.take() {
+            cache = handle.stop().await.unwrap_or_default();
+            recorder.abort();
+        }
+        let components = recorded_components(&self.dir, &self.lab);
+        if components.is_empty() {
+            return Ok(0);
+        }
+        let count = components.len();
+        let options = DriftOptions { resync: self.plan.settings.resync, cache, ..DriftOptions::default() };
+        let handle = Drift::start(cluster, components, options)
+            .await
+            .map_err(|e| DaemonError::Kube { reason: format!("drift detection did not start: {}", crate::network::chain(&e)) })?;
+        let mut events = handle.subscribe();
+        let history = self.history.clone().ok();
+        let token = self.shutdown.child_token();
+        let recorder = tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    () = token.cancelled() => break,
+                    received = events.recv() => match received {
+                        Ok(event) => event,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "watchdog: drift events were missed by the history");
+                            continue;
+                        }
+                        Err(_) => break,
+                    },
+                };
+                if matches!(event, DriftEvent::Resynced(_)) {
+                    continue;
+                }
+                let subject = event.object().unwrap_or("drift").to_owned();
+                let body = serde_json::to_value(&event).unwrap_or_default();
+                tracing::info!(object = %subject, event = %body["event"], "watchdog: drift");
+                if let Some(history) = &history {
+                    let history = history.clone();
+                    let record = Event::new(SystemTime::now(), EventKind::Drift, subject, body);
+                    let _ = tokio::task::spawn_blocking(move || history.record(&record)).await;
+                }
+            }
+        });
+        *running = Some((handle, recorder));
+        tracing::info!(components = count, "watchdog: watching for drift");
+        Ok(count)
+    }
+
+    /// The objects drifted now (empty when nothing is watched).
+    pub(crate) async fn drift(&self) -> Vec<ObjectDrift> {
+        self.drift.lock().await.as_ref().map(|(h, _)| h.snapshot()).unwrap_or_default()
+    }
+
     /// The receiver's listener, while it serves.
     pub(crate) async fn listeners(&self) -> Vec<Listener> {
         match self.receiver.lock().await.as_ref() {
@@ -149,6 +290,10 @@ impl LabWatchdog {
     pub(crate) async fn stopped(&self) {
         if let Some((_, task)) = self.receiver.lock().await.take() {
             let _ = task.await;
+        }
+        if let Some((handle, recorder)) = self.drift.lock().await.take() {
+            let _ = handle.stop().await;
+            let _ = recorder.await;
         }
         self.tasks.close();
         self.tasks.wait().await;

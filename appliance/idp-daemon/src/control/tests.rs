@@ -8,6 +8,7 @@ fn state(dir: &Path) -> (State, watch::Sender<RouteSnapshot>) {
         sender: sender.clone(),
         task: tokio::sync::Mutex::new(None),
         shutdown: CancellationToken::new(),
+        watchdog: None,
     });
     let info = DaemonInfo {
         lab: "demo".into(),

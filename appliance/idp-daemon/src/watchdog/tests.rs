@@ -49,7 +49,7 @@ async fn an_alert_runs_its_playbook_into_the_history_which_survives_a_restart() 
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let shutdown = CancellationToken::new();
-    let watchdog = LabWatchdog::open(dir.path(), plan(port), shutdown.child_token()).await;
+    let watchdog = LabWatchdog::open(dir.path(), "lab", plan(port), shutdown.child_token()).await;
     assert!(watchdog.history.is_ok(), "{:?}", watchdog.history.as_ref().err());
     assert!(watchdog.ensure_started().await.is_empty());
     assert!(watchdog.listeners().await.is_empty(), "nothing before the network exists");
@@ -85,7 +85,7 @@ async fn an_alert_runs_its_playbook_into_the_history_which_survives_a_restart() 
     assert!(watchdog.since(later).await.expect("history").is_empty());
 
     // A second process on the same store: a clear error, not a failed daemon.
-    let second = LabWatchdog::open(dir.path(), plan(free_port()), CancellationToken::new()).await;
+    let second = LabWatchdog::open(dir.path(), "lab", plan(free_port()), CancellationToken::new()).await;
     let error = second.since(SystemTime::UNIX_EPOCH).await.expect_err("the store is held");
     assert!(error.contains(HISTORY_DIR), "names the store: {error}");
     assert!(second.ensure_started().await.is_empty() && second.listeners().await.is_empty(), "no receiver without a history");
@@ -94,7 +94,7 @@ async fn an_alert_runs_its_playbook_into_the_history_which_survives_a_restart() 
     shutdown.cancel();
     watchdog.stopped().await;
     drop(watchdog);
-    let reopened = LabWatchdog::open(dir.path(), plan(free_port()), CancellationToken::new()).await;
+    let reopened = LabWatchdog::open(dir.path(), "lab", plan(free_port()), CancellationToken::new()).await;
     let events = reopened.since(SystemTime::UNIX_EPOCH).await.expect("history after a restart");
     assert_eq!(events.iter().filter(|e| e.kind == idp_watchdog::EventKind::PlaybookRun).count(), 1, "{events:?}");
 }

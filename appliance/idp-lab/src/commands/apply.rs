@@ -56,6 +56,16 @@ pub fn run(global: &Global, printer: Printer, args: ApplyArgs) -> Result<(), Fai
         };
         let read = manifests::read_cache(cluster.server());
         let mut cache = read.clone();
+        // A lab's component applied with an inventory is watched for drift by its daemon.
+        let watched = options.inventory.as_ref().filter(|_| args.target.name.is_some() && !args.dry_run).map(|inventory| {
+            idp_daemon::WatchedComponent {
+                component: options.component.clone(),
+                namespace: options.namespace.clone(),
+                inventory: Some((inventory.name.clone(), inventory.namespace.clone())),
+                objects: objects.iter().map(|o| o.value.clone()).collect(),
+                heal: true,
+            }
+        });
         let result = cluster.apply(objects, &options, &mut cache, &on_progress).await;
         manifests::save_cache(cluster.server(), &read, &cache);
         let (mut steps, wave_name, line) = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -65,6 +75,9 @@ pub fn run(global: &Global, printer: Printer, args: ApplyArgs) -> Result<(), Fai
                     steps.done(&line);
                 }
                 steps.note(&summary(&report));
+                if let (Some(component), Some(name)) = (watched, &args.target.name) {
+                    watch(global, name, &component, &mut steps).await?;
+                }
                 printer.result(|| text(&report), &report)
             }
             Err(e) => {
@@ -73,6 +86,24 @@ pub fn run(global: &Global, printer: Printer, args: ApplyArgs) -> Result<(), Fai
             }
         }
     })
+}
+
+/// Records the applied component for the lab daemon's drift detection, and has a running
+/// daemon pick it up.
+async fn watch(global: &Global, lab: &str, component: &idp_daemon::WatchedComponent, steps: &mut Steps) -> Result<(), Failure> {
+    let dir = lab::Lab::load(global, &crate::cli::LabArgs { name: Some(lab.to_owned()) })?.dir();
+    idp_daemon::record_component(&dir, component).map_err(crate::daemon::failure)?;
+    match idp_daemon::status(&dir) {
+        idp_daemon::DaemonState::Running { .. } => match idp_daemon::reload(&dir).await {
+            Ok(()) => steps.note(&format!("the lab daemon watches {} for drift", component.component)),
+            Err(e) => steps
+                .detail(&format!("warning: the lab daemon did not reload ({e}); it watches {} from its next start", component.component)),
+        },
+        idp_daemon::DaemonState::Stopped => {
+            steps.note(&format!("the lab daemon watches {} for drift once it runs (`idp-lab up --name {lab}`)", component.component));
+        }
+    }
+    Ok(())
 }
 
 /// One line: how many objects did what.

@@ -26,6 +26,8 @@ pub struct Status {
     kubeconfig: Option<String>,
     daemon: Daemon,
     health: HealthSection,
+    /// The objects drifted now, as the lab daemon's watchdog sees them.
+    drift: Vec<idp_daemon::ObjectDrift>,
 }
 
 /// The health rollup (`idp_core::health`): the lab's verdict and each component's.
@@ -166,6 +168,14 @@ async fn status(lab: &Lab) -> Result<Status, Failure> {
     };
     let daemon = daemon(&lab.dir()).await;
     let health = health_section(&nodes, &api, &daemon);
+    let drift = if daemon.state == "running" && daemon.error.is_none() {
+        match tokio::time::timeout(Duration::from_secs(2), idp_daemon::drift(&lab.dir())).await {
+            Ok(Ok(drift)) => drift,
+            _ => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
     Ok(Status {
         lab: lab.name.clone(),
         profile: lab.record.as_ref().map(|r| r.profile.clone()),
@@ -177,6 +187,7 @@ async fn status(lab: &Lab) -> Result<Status, Failure> {
         kubeconfig: kubeconfig.is_some().then(|| kubeconfig_path.display().to_string()),
         daemon,
         health,
+        drift,
     })
 }
 
@@ -274,6 +285,15 @@ fn text(s: &Status) -> String {
         }
         if c.reasons.len() > 5 {
             out.push_str(&format!("      ... and {} more (`-o json` lists them)\n", c.reasons.len() - 5));
+        }
+    }
+    if !s.drift.is_empty() {
+        out.push_str(&format!("  drift: {} object(s)\n", s.drift.len()));
+        for d in s.drift.iter().take(10) {
+            let fields: Vec<&str> = d.fields.iter().map(|f| f.path.as_str()).collect();
+            let by = d.manager.as_deref().map(|m| format!(" by {m}")).unwrap_or_default();
+            let state = serde_json::to_value(d.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            out.push_str(&format!("    {} ({}): {}{by}, {state}\n", d.object, d.component, fields.join(", ")));
         }
     }
     let rows: Vec<Vec<String>> = s
