@@ -7,7 +7,7 @@
 //! | `GET /routes`   | 200 and the route watch's latest snapshot as JSON          |
 //! | `POST /reload`  | starts the registry, the nodes' DNS answer and the Alertmanager receiver if their address exists now (a failure there is a warning in the answer), re-reads the kubeconfig and restarts the route watch: 200, or 500 with the error |
 //! | `GET /drift`   | 200 and the objects drifted now, as the watchdog sees them (`[]` when it watches nothing) |
-//! | `GET /history?since=SECONDS` | 200 and the watchdog's events since that Unix time (all kept, without `since`), oldest first; 503 with why when the daemon has no history |
+//! | `GET /history?since=SECONDS` or `?since_ms=MILLISECONDS` | 200 and the watchdog's events since that Unix time (all kept, without either), oldest first; 503 with why when the daemon has no history |
 //! | anything else   | 404 (405 for a known path with another method)             |
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -78,12 +78,14 @@ pub(crate) async fn route(state: &State, method: &Method, target: &str) -> (Stat
             let Some(watchdog) = &state.watchdog else {
                 return (StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the watchdog is off (watchdog.enabled = false)"}"#.to_owned());
             };
-            let since = query.split('&').find_map(|kv| kv.strip_prefix("since=")).map(str::parse::<u64>);
-            let since = match since {
-                None => std::time::UNIX_EPOCH,
-                Some(Ok(secs)) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-                Some(Err(_)) => {
-                    return (StatusCode::BAD_REQUEST, r#"{"error":"since must be whole seconds since the Unix epoch"}"#.to_owned());
+            let param = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name)).map(str::parse::<u64>);
+            let since = match (param("since="), param("since_ms=")) {
+                (None, None) => std::time::UNIX_EPOCH,
+                (Some(Ok(secs)), None) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+                (None, Some(Ok(ms))) => std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                _ => {
+                    let error = r#"{"error":"give since (whole seconds) or since_ms (milliseconds) since the Unix epoch, not both"}"#;
+                    return (StatusCode::BAD_REQUEST, error.to_owned());
                 }
             };
             match watchdog.since(since).await {

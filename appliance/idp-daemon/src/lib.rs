@@ -325,7 +325,8 @@ pub async fn health(dir: &Path) -> Result<DaemonInfo, DaemonError> {
 /// Asks the running daemon of the lab in `dir` for the watchdog's events since `since`
 /// (all it keeps, with `None`), oldest first.
 pub async fn history(dir: &Path, since: Option<SystemTime>) -> Result<Vec<idp_watchdog::Event>, DaemonError> {
-    let query = since.map(|t| format!("?since={}", t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))).unwrap_or_default();
+    let query =
+        since.map(|t| format!("?since_ms={}", t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0))).unwrap_or_default();
     let body = control::request(&dir.join(SOCKET_FILE), http::Method::GET, &format!("/history{query}")).await?;
     #[derive(Deserialize)]
     struct Answer {

@@ -109,6 +109,8 @@ pub enum Command {
     Urls(TargetArgs),
     /// List what the lab's watchdog recorded: drift, verdict changes, SLO samples, playbook runs.
     History(HistoryArgs),
+    /// Follow what the lab's watchdog records, live, until interrupted (JSON: one event per line).
+    Watch(WatchArgs),
     /// Open a service of the lab (or its landing page) in the browser.
     Open(OpenArgs),
     /// Check configuration files.
@@ -240,6 +242,16 @@ pub struct HistoryArgs {
     #[command(flatten)]
     pub lab: LabArgs,
     /// Only events of the last DURATION (`90s`, `30m`, `12h`, `7d`; default: all that is kept).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+}
+
+/// `watch` options.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// Start with the events of the last DURATION (`30m`, `12h`, `7d`; default: only new ones).
     #[arg(long, value_name = "DURATION")]
     pub since: Option<String>,
 }

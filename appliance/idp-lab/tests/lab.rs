@@ -233,6 +233,16 @@ async fn watched_for_drift(lab: &Lab) {
     let value = |out: &Output| String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let get = ["get", "configmap", "drift-demo", "-n", "default", "-o", "jsonpath={.data.mode}"];
     assert_eq!(value(&kubectl(lab, &get).await), "desired");
+    // `watch` follows the history live, one JSON event per line.
+    let mut watch = lab.env.command(env!("CARGO_BIN_EXE_idp-lab"));
+    watch
+        .env("IDP_LAB_LAB_NAME", &lab.name)
+        .env("NO_COLOR", "1")
+        .args(["watch", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let watcher = watch.spawn().expect("idp-lab watch runs");
+    std::thread::sleep(std::time::Duration::from_millis(600));
     // The daemon's engine lists its objects first; an edit before that is found by the
     // first comparison all the same.
     let patched = kubectl(
@@ -264,6 +274,13 @@ async fn watched_for_drift(lab: &Lab) {
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     eprintln!("drift healed and recorded after {:?}", began.elapsed());
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(watcher.id() as i32), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let watched = watcher.wait_with_output().expect("watch ends");
+    assert!(watched.status.success(), "watch ends cleanly on Ctrl-C: {}", stderr(&watched));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&watched.stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON event per line")).collect();
+    assert!(lines.iter().any(|e| e["kind"] == "drift" && e.to_string().contains("intruder")), "watch showed the drift live: {lines:?}");
     assert!(history.to_string().contains("ConfigMap default/drift-demo") || history.to_string().contains("drift-demo"), "{history}");
     let status = lab.json(&["status"]);
     assert!(status["drift"].as_array().is_some_and(|d| d.iter().all(|o| o["state"] != "reported")), "{}", status["drift"]);

@@ -1,8 +1,8 @@
 //! `idp-lab history [--since D]`: what the lab's watchdog recorded (drift, verdict
 //! changes, SLO samples, playbook runs), oldest first, from the lab daemon, which holds
-//! the history open.
+//! the history open; `idp-lab watch`: the same, followed live.
 
-use crate::cli::{Global, HistoryArgs};
+use crate::cli::{Global, HistoryArgs, WatchArgs};
 use crate::exit::{Failure, INPUT, NOT_FOUND};
 use crate::lab::{self, Lab};
 use crate::printer::{Printer, table};
@@ -12,6 +12,66 @@ use std::time::{Duration, SystemTime};
 pub fn run(global: &Global, printer: Printer, args: HistoryArgs) -> Result<(), Failure> {
     let lab = Lab::load(global, &args.lab)?;
     let since = args.since.as_deref().map(since).transpose()?;
+    running(&lab)?;
+    let events = lab::runtime()?.block_on(idp_daemon::history(&lab.dir(), since)).map_err(crate::daemon::failure)?;
+    printer.result(|| text(&events), &events)
+}
+
+/// How often `watch` asks the daemon for new events.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Follows the history: each new event as a line (text, or one JSON object per line),
+/// until interrupted or the daemon stops.
+pub fn watch(global: &Global, printer: Printer, args: WatchArgs) -> Result<(), Failure> {
+    let lab = Lab::load(global, &args.lab)?;
+    let mut from = match args.since.as_deref() {
+        Some(text) => since(text)?,
+        None => SystemTime::now(),
+    };
+    running(&lab)?;
+    if printer.output == crate::cli::Output::Text && !global.quiet {
+        eprintln!("Watching lab \"{}\" (Ctrl-C stops).", lab.name);
+    }
+    lab::runtime()?.block_on(async {
+        // Events of the same millisecond as the last one shown are told apart by content.
+        let mut shown_at_edge: Vec<String> = Vec::new();
+        loop {
+            let events = match idp_daemon::history(&lab.dir(), Some(from)).await {
+                Ok(events) => events,
+                Err(e) if matches!(idp_daemon::status(&lab.dir()), idp_daemon::DaemonState::Stopped) => {
+                    return Err(Failure::new(
+                        NOT_FOUND,
+                        format!("the lab daemon stopped; `idp-lab up --name {}` starts it ({e})", lab.name),
+                    ));
+                }
+                Err(e) => return Err(crate::daemon::failure(e)),
+            };
+            for event in events {
+                let key = serde_json::to_string(&event).unwrap_or_default();
+                if event.at == from && shown_at_edge.contains(&key) {
+                    continue;
+                }
+                if event.at > from {
+                    from = event.at;
+                    shown_at_edge.clear();
+                }
+                shown_at_edge.push(key.clone());
+                let line = match printer.output {
+                    crate::cli::Output::Text => text(std::slice::from_ref(&event)).lines().nth(1).unwrap_or_default().trim_end().to_owned(),
+                    crate::cli::Output::Json | crate::cli::Output::Yaml => key,
+                };
+                crate::printer::write_stdout(&format!("{line}\n"))?;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        }
+    })
+}
+
+/// Fails when the lab daemon, which holds the history, does not run.
+fn running(lab: &Lab) -> Result<(), Failure> {
     if matches!(idp_daemon::status(&lab.dir()), idp_daemon::DaemonState::Stopped) {
         return Err(Failure::new(
             NOT_FOUND,
@@ -21,8 +81,7 @@ pub fn run(global: &Global, printer: Printer, args: HistoryArgs) -> Result<(), F
             ),
         ));
     }
-    let events = lab::runtime()?.block_on(idp_daemon::history(&lab.dir(), since)).map_err(crate::daemon::failure)?;
-    printer.result(|| text(&events), &events)
+    Ok(())
 }
 
 /// The time `--since` names: now minus a duration.

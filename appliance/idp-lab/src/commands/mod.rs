@@ -54,6 +54,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Dns(cmd) => dns::run(&cli.global, printer, cmd),
         Command::Urls(args) => urls::run(&cli.global, printer, args),
         Command::History(args) => history::run(&cli.global, printer, args),
+        Command::Watch(args) => history::watch(&cli.global, printer, args),
         Command::Open(args) => open::run(&cli.global, printer, args),
         Command::Config(cmd) => config::run(&cli.global, printer, cmd),
         Command::Version => version::run(printer),
