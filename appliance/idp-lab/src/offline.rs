@@ -124,10 +124,19 @@ pub async fn ensure_node_image(engine: &Engine, offline: &Offline, image: &str) 
     let stream = futures::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|chunk| (chunk, r)) });
     let loaded = engine.load_image(stream).await;
     let written = writer.await.map_err(|e| Failure::new(crate::exit::INTERNAL, format!("the archive writer: {e}")))?;
-    written.map_err(|e| {
-        Failure::new(PREFLIGHT, format!("the node image {image} in {}: {}", offline.bundle.display(), idp_bundle::bundle::chain(&e)))
-    })?;
-    loaded.map_err(crate::lab::provision_failure)?;
+    // Docker refusing the archive stops the writer too: then Docker's words are the news.
+    let docker_stopped_reading = |e: &idp_bundle::BundleError| matches!(e, idp_bundle::BundleError::DockerArchive(a) if matches!(**a, idp_bundle::ArchiveError::Write { .. }));
+    match (written, loaded) {
+        (Ok(_), Ok(_)) => {}
+        (Err(e), Err(refused)) if docker_stopped_reading(&e) => return Err(crate::lab::provision_failure(refused)),
+        (Err(e), _) => {
+            return Err(Failure::new(
+                PREFLIGHT,
+                format!("the node image {image} in {}: {}", offline.bundle.display(), idp_bundle::bundle::chain(&e)),
+            ));
+        }
+        (Ok(_), Err(refused)) => return Err(crate::lab::provision_failure(refused)),
+    }
     // What was loaded is the image the nodes name.
     engine
         .ensure_image(image, true)
