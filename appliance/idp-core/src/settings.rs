@@ -326,8 +326,15 @@ pub struct WatchdogSettings {
     pub enabled: bool,
     /// The full resync period.
     pub resync: Duration,
+    /// How often the SLOs are evaluated.
+    pub slo_interval: Duration,
+    /// The Prometheus the SLOs are evaluated against (`http://host:port[/prefix]`); `None`:
+    /// the lab's own, through the API server's service proxy.
+    pub prometheus: Option<String>,
     /// The Alertmanager receiver's port (`auto`: the daemon chooses).
     pub receiver_port: PortSetting,
+    /// The dashboard's port on loopback (`auto`: the daemon chooses).
+    pub dashboard_port: PortSetting,
     /// How long history is kept.
     pub history_age: Duration,
     /// How many bytes of events the history keeps.
@@ -352,7 +359,10 @@ impl WatchdogSettings {
         Ok(WatchdogSettings {
             enabled: w.enabled,
             resync: Duration::from_secs(w.resync),
+            slo_interval: Duration::from_secs(w.slo_interval),
+            prometheus: Some(w.prometheus.trim().to_owned()).filter(|p| !p.is_empty()),
             receiver_port: w.receiver_port,
+            dashboard_port: w.dashboard_port,
             history_age: Duration::from_secs(w.history_age),
             history_bytes,
             playbooks,

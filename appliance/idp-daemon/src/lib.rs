@@ -16,9 +16,11 @@
 //! [`health`] and [`stop`] are for the other commands.
 
 pub mod control;
+mod dashboard;
 mod error;
 mod network;
 mod pidfile;
+mod slo;
 mod watchdog;
 
 use std::net::{IpAddr, SocketAddr};
@@ -35,6 +37,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use dashboard::{DASHBOARD_PORT, DASHBOARD_PORT_FILE};
 pub use error::DaemonError;
 pub use idp_watchdog::{Event as WatchdogEvent, EventKind as WatchdogEventKind, ObjectDrift};
 pub use network::{NETWORK_FILE, NodeDnsPlan, RegistryPlan, write_network};
@@ -164,6 +167,10 @@ impl Routes {
             // The routes still serve; the next reload tries again.
             tracing::warn!(error = %e, "watchdog: no drift detection");
         }
+        if let Some(watchdog) = &self.watchdog {
+            // Its failures are logged; the next reload tries again.
+            watchdog.restart_slos(cluster.clone()).await;
+        }
         let sender = self.sender.clone();
         let shutdown = self.shutdown.clone();
         tracing::info!(server = cluster.server(), "watching the lab's routes");
@@ -219,6 +226,9 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), DaemonEr
     if let Some(port) = plan.dns_port {
         listeners.push(Listener { name: "dns".into(), address: format!("udp+tcp {}", SocketAddr::new(plan.bind, port)) });
     }
+    // The watchdog's dashboard on loopback (a port held elsewhere is a warning, not a failure).
+    let dashboard = dashboard::bind(&plan.dir, plan.watchdog.as_ref()).await;
+    listeners.extend(dashboard.as_ref().map(dashboard::Bound::listener));
     listeners.push(Listener { name: "control".into(), address: socket_path.display().to_string() });
     let info = DaemonInfo { lab: plan.lab.clone(), pid: std::process::id(), version: env!("CARGO_PKG_VERSION").into(), started, listeners };
 
@@ -273,6 +283,9 @@ pub async fn run(plan: Plan, shutdown: CancellationToken) -> Result<(), DaemonEr
         let token = shutdown.child_token();
         async move { ("control", control::serve(control_listener, state, token).await) }
     });
+    if let (Some(bound), Some(w)) = (dashboard, &watchdog) {
+        servers.spawn(dashboard::serve(bound, dashboard::Lab::new(w.clone(), registry.clone(), info.clone()), shutdown.child_token()));
+    }
     pidfile::write_info(&plan.dir, &info)?;
     tracing::info!(lab = %plan.lab, pid = info.pid, listeners = ?info.listeners.iter().map(|l| format!("{} {}", l.name, l.address)).collect::<Vec<_>>(), "lab daemon started");
 

@@ -6,6 +6,8 @@
 //! The receiver starts once `up` recorded the lab network (as the registry does, see
 //! [`crate::network`]) and at every reload; a port held by another program is a warning.
 //! History answers the control socket's `GET /history?since=SECONDS`.
+//! Drift detection and the SLO loop ([`crate::slo`]) restart with the lab's kubeconfig at
+//! the daemon's start and every reload.
 //!
 //! A history that does not open (damaged, or locked by a second process) does not stop
 //! the daemon: the rest of the lab works; the error is logged, kept, and shown in every
@@ -106,6 +108,9 @@ fn recorded_components(dir: &Path, lab: &str) -> Vec<Component> {
     out
 }
 
+/// Where the SLO loop keeps its last tick's report.
+type SloReport = Arc<std::sync::Mutex<Option<crate::slo::TickReport>>>;
+
 /// How often the history's retention is enforced besides on writes.
 const COMPACT_EVERY: Duration = Duration::from_secs(300);
 
@@ -124,6 +129,8 @@ pub(crate) struct LabWatchdog {
     lab: String,
     plan: WatchdogPlan,
     drift: Mutex<Option<(DriftHandle, JoinHandle<()>)>>,
+    /// The SLO loop ([`crate::slo`]) and where it keeps its last tick's report.
+    slos: Mutex<Option<(JoinHandle<()>, SloReport)>>,
     history: Result<Arc<History>, String>,
     engine: Option<Arc<Engine<Unavailable>>>,
     receiver: Mutex<Option<(SocketAddr, JoinHandle<()>)>>,
@@ -151,6 +158,7 @@ impl LabWatchdog {
             lab: lab.to_owned(),
             plan,
             drift: Mutex::new(None),
+            slos: Mutex::new(None),
             history,
             engine,
             receiver: Mutex::new(None),
@@ -267,9 +275,58 @@ impl LabWatchdog {
         Ok(count)
     }
 
+    /// (Re)starts the SLO loop on `cluster` (the daemon's start and every reload, with a
+    /// fresh kubeconfig): every `watchdog.slo_interval` it lists the lab's SLOs, evaluates
+    /// them against `watchdog.prometheus` (or the lab's own, through the API server) and
+    /// records samples and verdict changes, which run the SLO playbooks ([`crate::slo`]).
+    /// Without a history there is nothing to record into and nothing runs. Whether it runs.
+    pub(crate) async fn restart_slos(&self, cluster: Cluster) -> bool {
+        let mut running = self.slos.lock().await;
+        if let Some((task, _)) = running.take() {
+            task.abort();
+        }
+        let Ok(history) = &self.history else { return false };
+        let prometheus = match crate::slo::prometheus_for(&self.plan.settings, &cluster) {
+            Ok(prometheus) => prometheus,
+            Err(e) => {
+                tracing::error!(error = %crate::network::chain(&e), "watchdog: watchdog.prometheus is not usable; the SLOs are not evaluated");
+                return false;
+            }
+        };
+        let slo_loop =
+            crate::slo::SloLoop::new(crate::slo::Source::Cluster(cluster), prometheus, Some(history.clone()), self.engine.clone());
+        let report = slo_loop.last_report();
+        let task = slo_loop.spawn(self.plan.settings.slo_interval, Arc::new(SystemTime::now), self.shutdown.child_token());
+        *running = Some((task, report));
+        true
+    }
+
+    /// The SLO loop's last tick, while it runs.
+    #[allow(dead_code)] // For the status surfaces (the dashboard, `status`).
+    pub(crate) async fn slo_report(&self) -> Option<crate::slo::TickReport> {
+        let running = self.slos.lock().await;
+        let (_, report) = running.as_ref()?;
+        report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     /// The objects drifted now (empty when nothing is watched).
     pub(crate) async fn drift(&self) -> Vec<ObjectDrift> {
         self.drift.lock().await.as_ref().map(|(h, _)| h.snapshot()).unwrap_or_default()
+    }
+
+    /// The drift engine's counters, while it runs (the dashboard's `/metrics`).
+    pub(crate) async fn drift_stats(&self) -> Option<idp_watchdog::drift::DriftStats> {
+        self.drift.lock().await.as_ref().map(|(h, _)| h.stats())
+    }
+
+    /// The history, or why there is none (the dashboard reads it).
+    pub(crate) fn history(&self) -> Result<Arc<History>, String> {
+        self.history.clone()
+    }
+
+    /// What it runs with: its settings and ports (the dashboard's port and playbooks).
+    pub(crate) fn plan(&self) -> &WatchdogPlan {
+        &self.plan
     }
 
     /// The receiver's listener, while it serves.
@@ -294,6 +351,9 @@ impl LabWatchdog {
         if let Some((handle, recorder)) = self.drift.lock().await.take() {
             let _ = handle.stop().await;
             let _ = recorder.await;
+        }
+        if let Some((task, _)) = self.slos.lock().await.take() {
+            let _ = task.await;
         }
         self.tasks.close();
         self.tasks.wait().await;

@@ -20,6 +20,7 @@ mod cache;
 mod cluster;
 mod diff;
 mod discovery;
+pub mod dynamic;
 mod error;
 pub mod inventory;
 mod item;

@@ -113,9 +113,9 @@ fn lab_daemon_serves(lab: &Lab, up: &Value, status: &Value) -> u32 {
         .filter_map(|l| l.strip_prefix("nameserver "))
         .any(|ip| ip.trim().parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_loopback()));
     let expected: &[&str] = if host_upstream {
-        &["https", "http", "dns", "registry", "alerts", "control"]
+        &["https", "http", "dns", "dashboard", "registry", "alerts", "control"]
     } else {
-        &["https", "http", "dns", "node-dns", "registry", "alerts", "control"]
+        &["https", "http", "dns", "dashboard", "node-dns", "registry", "alerts", "control"]
     };
     assert_eq!(names, expected, "{status}");
     // The registry and the nodes' DNS answer listen on the lab network's gateway address,

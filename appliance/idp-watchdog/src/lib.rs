@@ -7,18 +7,22 @@
 //! The evaluation time is always given by the caller (no clock here), so a test can evaluate at
 //! a time aligned to backfilled samples.
 
+pub mod dashboard;
 pub mod drift;
 pub mod history;
 pub mod playbook;
 pub mod prometheus;
 pub mod receiver;
+pub mod slos;
 
+pub use dashboard::{Dashboard, SloSample, Snapshot, TokenError, load_or_create_token};
 pub use drift::{Component, Drift, DriftError, DriftEvent, DriftHandle, DriftOptions, DriftState, ObjectDrift, Policy};
 pub use history::{Event, EventKind, History, HistoryError, Retention};
 pub use idp_core::slo::{Evaluation, RowVerdict, Slo};
 pub use playbook::{Alert, Cause, Engine, Executor, Run, RunStatus, Unavailable};
-pub use prometheus::{Prometheus, Sample};
+pub use prometheus::{Prometheus, Sample, Series};
 pub use receiver::{Receiver, router};
+pub use slos::{InvalidSlo, SloList, SlosError};
 
 use idp_core::slo::{self, Counts, SloError};
 use std::collections::BTreeMap;
@@ -97,6 +101,23 @@ pub enum WatchdogError {
     /// The evaluation time is before 1970.
     #[error("the evaluation time is before the Unix epoch")]
     Time,
+    /// The request through the API server's service proxy got no answer from Prometheus
+    /// (the API server refused it, the Service has no endpoints, no connection, ...).
+    #[error("failed to query the Prometheus at {endpoint}")]
+    Proxy {
+        /// Where: `service <namespace>/<name>:<port> through <API server>`.
+        endpoint: String,
+        /// What the API server or its client said.
+        #[source]
+        source: idp_kube::KubeError,
+    },
+    /// A range [`Prometheus::evaluate_range`] does not ask for (a step under 1 ms, the end
+    /// before the start, too many steps).
+    #[error("invalid query range: {reason}")]
+    Range {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The counts do not make an evaluation.
     #[error("failed to evaluate SLO {slo}")]
     Slo {

@@ -458,6 +458,9 @@ pub fn resolve(layers: &[&Layer]) -> Result<Config, ConfigError> {
     if parse_bytes(&config.watchdog.history_size) == Some(0) {
         combo("watchdog.history_size", "the history must be bounded by size: \"0\" is no limit".into(), "give a size such as \"32m\"");
     }
+    if let Some(problem) = watchdog::prometheus_url_problem(config.watchdog.prometheus.trim()) {
+        combo("watchdog.prometheus", problem, "give http://host:port, or leave it empty for the lab's own Prometheus");
+    }
     if diagnostics.is_empty() { Ok(config) } else { Err(ConfigError { diagnostics }) }
 }
 

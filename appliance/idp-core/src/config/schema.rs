@@ -384,10 +384,31 @@ pub const KEYS: &[KeySpec] = &[
     },
     KeySpec {
         section: "watchdog",
+        key: "slo_interval",
+        kind: Kind::Duration,
+        default: "\"60s\"",
+        doc: "How often the watchdog lists the lab's Pyrra ServiceLevelObjectives and evaluates each through the Prometheus HTTP API (burn rates of every window, the verdicts, the budget left), recording a sample in its history; Pyrra and Alertmanager need not run.",
+    },
+    KeySpec {
+        section: "watchdog",
+        key: "prometheus",
+        kind: Kind::OptText,
+        default: "\"\"",
+        doc: "The Prometheus the SLOs are evaluated against, `http://host:port[/prefix]`. Empty: the lab's own (the `kube-prometheus-stack` component's Service `observability/prometheus-kube-prometheus-prometheus:9090`), reached through the API server's service proxy with the lab's kubeconfig, so the host needs no route to the pods.",
+    },
+    KeySpec {
+        section: "watchdog",
         key: "receiver_port",
         kind: Kind::Port,
         default: "\"auto\"",
         doc: "Port of the Alertmanager webhook receiver (`POST /alerts`, Alertmanager's webhook JSON) on the lab network's gateway address, where the in-cluster Alertmanager reaches it. `auto`: the daemon chooses a free port. It serves only the playbooks with an `alert` trigger.",
+    },
+    KeySpec {
+        section: "watchdog",
+        key: "dashboard_port",
+        kind: Kind::Port,
+        default: "\"auto\"",
+        doc: "Port of the watchdog's dashboard, its JSON API (`/api/v1/...`, with the token in `<state>/watchdog-token`) and `/metrics`, on loopback (`127.0.0.1`). `auto`: 9096, or, when another program (another lab's daemon) holds it, the first free port of 9097–9195, kept for the lab once chosen.",
     },
     KeySpec {
         section: "watchdog",

@@ -32,8 +32,15 @@ pub struct Watchdog {
     pub enabled: bool,
     /// The full resync period, in seconds.
     pub resync: u64,
+    /// How often the SLOs are evaluated, in seconds.
+    pub slo_interval: u64,
+    /// The Prometheus the SLOs are evaluated against; empty: the lab's, through the API
+    /// server's service proxy.
+    pub prometheus: String,
     /// The port of the Alertmanager webhook receiver.
     pub receiver_port: super::PortSetting,
+    /// The port of the dashboard, its JSON API and `/metrics`, on loopback.
+    pub dashboard_port: super::PortSetting,
     /// How long history is kept, in seconds.
     pub history_age: u64,
     /// How many bytes of history are kept, e.g. `32m`.
@@ -536,6 +543,19 @@ fn webhook_url_problem(url: &str) -> Option<(String, Option<String>)> {
         return Some((expected, None));
     }
     None
+}
+
+/// Why `url` is not a `watchdog.prometheus` value, if it is not: empty (the lab's own) or
+/// `http://host[:port][/prefix]` without a query.
+pub(super) fn prometheus_url_problem(url: &str) -> Option<String> {
+    if url.is_empty() {
+        return None;
+    }
+    let expected = format!("expected a URL http://host:port[/prefix] without a query, found \"{url}\"");
+    if url.starts_with("https://") {
+        return Some(format!("{expected}: the watchdog speaks plain HTTP to Prometheus"));
+    }
+    (webhook_url_problem(url).is_some() || url.contains(['?', '#'])).then_some(expected)
 }
 
 /// A table of the configuration: its position and its keys.
