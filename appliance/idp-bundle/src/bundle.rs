@@ -195,7 +195,7 @@ pub enum BundleError {
     /// Writing a docker-archive of the bundle's images failed
     /// ([`crate::docker_archive::docker_archive`]).
     #[error(transparent)]
-    DockerArchive(Box<crate::docker_archive::ArchiveError>),
+    DockerArchive(Box<ArchiveError>),
 }
 
 impl BundleError {
@@ -263,4 +263,116 @@ mod tests {
         let many = BundleError::Unverified { entries: (0..8).map(|i| format!("e{i}")).collect() };
         assert!(many.to_string().starts_with("8 lock entries are not verified: e0, e1, e2, e3, e4 and 3 more;"), "{many}");
     }
+}
+
+/// Why a bundle's image could not be written as a docker-archive. Reading the bundle
+/// itself fails with [`BundleError::Io`] or [`BundleError::NotABundle`]; everything
+/// else reaches the caller as [`BundleError::DockerArchive`].
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// `index.json` names no such image.
+    #[error(
+        "{image} is not in the bundle {}{}; make a bundle that has it: `idp-lab bundle create --image {image} --platform {platform} --out FILE` (with --profile or --lock for the lab's own images)",
+        bundle.display(),
+        held_list(.held)
+    )]
+    NoImage {
+        /// The image asked for, normalised (`docker.io/rancher/k3s:v1`).
+        image: String,
+        /// The bundle.
+        bundle: PathBuf,
+        /// The platform asked for.
+        platform: String,
+        /// The images the bundle holds, those of the same repository first.
+        held: Vec<String>,
+    },
+    /// The image is in the bundle, but not for the platform asked for.
+    #[error(
+        "{image} in the bundle {} has no {platform} manifest ({}); make a bundle with that platform: `idp-lab bundle create --image {image} --platform {platform} --out FILE`",
+        bundle.display(),
+        offered_list(.offered, *.left_out)
+    )]
+    NoPlatform {
+        /// The image, as the bundle names it.
+        image: String,
+        /// The bundle.
+        bundle: PathBuf,
+        /// The platform asked for.
+        platform: String,
+        /// The platforms the bundle holds of it.
+        offered: Vec<String>,
+        /// Whether the image's index lists the platform but the bundle left it out
+        /// (`bundle create --platform` chose others).
+        left_out: bool,
+    },
+    /// The artifact is not a container image Docker can load (a chart, a file, a zstd
+    /// layer, a configuration that does not match its layers).
+    #[error("{image} cannot be written as a docker-archive: {reason}")]
+    NotAnImage {
+        /// The image, as the bundle names it.
+        image: String,
+        /// Why.
+        reason: String,
+    },
+    /// A blob the image needs is not in the bundle.
+    #[error("{image}: blob {digest} is missing from the bundle {}; the bundle is damaged: `idp-lab bundle verify {}` lists what else is", bundle.display(), bundle.display())]
+    Missing {
+        /// The image, as the bundle names it.
+        image: String,
+        /// The missing blob.
+        digest: Digest,
+        /// The bundle.
+        bundle: PathBuf,
+    },
+    /// A blob's bytes are not the ones its digest names (or not as many as its
+    /// descriptor says). What was written so far is unusable: discard it.
+    #[error(
+        "{image}: blob {digest} in the bundle {} is damaged ({reason}); the docker-archive written so far is unusable and must be discarded; `idp-lab bundle verify {}` lists every damaged blob, make the bundle again on a connected machine",
+        bundle.display(),
+        bundle.display()
+    )]
+    Damaged {
+        /// The image, as the bundle names it.
+        image: String,
+        /// The blob.
+        digest: Digest,
+        /// What is wrong: what the bytes hash to, or how many there are.
+        reason: String,
+        /// The bundle.
+        bundle: PathBuf,
+    },
+    /// Writing the archive failed (a full disk, Docker closing the upload).
+    #[error("failed to write the docker-archive; what was written so far is unusable and must be discarded")]
+    Write {
+        /// What the writer said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<ArchiveError> for BundleError {
+    fn from(e: ArchiveError) -> BundleError {
+        BundleError::DockerArchive(Box::new(e))
+    }
+}
+
+/// How many names an archive error lists before it says how many more there are.
+const LISTED: usize = 5;
+
+fn held_list(held: &[String]) -> String {
+    if held.is_empty() {
+        return " (it holds no image)".into();
+    }
+    let mut out = format!(" (it holds {}", held.iter().take(LISTED).cloned().collect::<Vec<_>>().join(", "));
+    if held.len() > LISTED {
+        out.push_str(&format!(" and {} more", held.len() - LISTED));
+    }
+    out.push(')');
+    out
+}
+
+fn offered_list(offered: &[String], left_out: bool) -> String {
+    let has =
+        if offered.is_empty() { "the bundle holds none of its platforms".to_owned() } else { format!("it has {}", offered.join(", ")) };
+    if left_out { format!("{has}; its index lists the platform, but the bundle was made without it") } else { has }
 }

@@ -24,7 +24,7 @@
 //! refuse it. Whoever receives the output must still discard it on error (delete the
 //! file, or abort the upload to Docker with an error rather than ending it cleanly).
 
-use crate::bundle::{BundleError, KIND_ANNOTATION, Kind, ORIGINAL_ANNOTATION, platform_key};
+use crate::bundle::{ArchiveError, BundleError, KIND_ANNOTATION, Kind, ORIGINAL_ANNOTATION, platform_key};
 use crate::client::MANIFEST_LIMIT;
 use crate::layout::{Scan, scan};
 use idp_core::oci::{
@@ -36,14 +36,12 @@ use sha2::{Digest as _, Sha256};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The read buffer for blobs: the most memory a blob copy takes, whatever its size.
 const CHUNK: usize = 256 * 1024;
 /// The tar block size.
 const BLOCK: u64 = 512;
-/// How many names an error message lists before it says how many more there are.
-const LISTED: usize = 5;
 
 /// The layer media types a docker-archive may carry: what Docker 20.10's `docker load`
 /// decompresses (gzip) or reads as is (tar), including their non-distributable forms.
@@ -89,115 +87,6 @@ pub struct ArchiveSummary {
     pub blobs: usize,
     /// The bytes written, the tar's headers and padding included.
     pub bytes: u64,
-}
-
-/// Why a bundle's image could not be written as a docker-archive. Reading the bundle
-/// itself fails with [`BundleError::Io`] or [`BundleError::NotABundle`]; everything
-/// else reaches the caller as [`BundleError::DockerArchive`].
-#[derive(Debug, thiserror::Error)]
-pub enum ArchiveError {
-    /// `index.json` names no such image.
-    #[error(
-        "{image} is not in the bundle {}{}; make a bundle that has it: `idp-lab bundle create --image {image} --platform {platform} --out FILE` (with --profile or --lock for the lab's own images)",
-        bundle.display(),
-        held_list(.held)
-    )]
-    NoImage {
-        /// The image asked for, normalised (`docker.io/rancher/k3s:v1`).
-        image: String,
-        /// The bundle.
-        bundle: PathBuf,
-        /// The platform asked for.
-        platform: String,
-        /// The images the bundle holds, those of the same repository first.
-        held: Vec<String>,
-    },
-    /// The image is in the bundle, but not for the platform asked for.
-    #[error(
-        "{image} in the bundle {} has no {platform} manifest ({}); make a bundle with that platform: `idp-lab bundle create --image {image} --platform {platform} --out FILE`",
-        bundle.display(),
-        offered_list(.offered, *.left_out)
-    )]
-    NoPlatform {
-        /// The image, as the bundle names it.
-        image: String,
-        /// The bundle.
-        bundle: PathBuf,
-        /// The platform asked for.
-        platform: String,
-        /// The platforms the bundle holds of it.
-        offered: Vec<String>,
-        /// Whether the image's index lists the platform but the bundle left it out
-        /// (`bundle create --platform` chose others).
-        left_out: bool,
-    },
-    /// The artifact is not a container image Docker can load (a chart, a file, a zstd
-    /// layer, a configuration that does not match its layers).
-    #[error("{image} cannot be written as a docker-archive: {reason}")]
-    NotAnImage {
-        /// The image, as the bundle names it.
-        image: String,
-        /// Why.
-        reason: String,
-    },
-    /// A blob the image needs is not in the bundle.
-    #[error("{image}: blob {digest} is missing from the bundle {}; the bundle is damaged: `idp-lab bundle verify {}` lists what else is", bundle.display(), bundle.display())]
-    Missing {
-        /// The image, as the bundle names it.
-        image: String,
-        /// The missing blob.
-        digest: Digest,
-        /// The bundle.
-        bundle: PathBuf,
-    },
-    /// A blob's bytes are not the ones its digest names (or not as many as its
-    /// descriptor says). What was written so far is unusable: discard it.
-    #[error(
-        "{image}: blob {digest} in the bundle {} is damaged ({reason}); the docker-archive written so far is unusable and must be discarded; `idp-lab bundle verify {}` lists every damaged blob, make the bundle again on a connected machine",
-        bundle.display(),
-        bundle.display()
-    )]
-    Damaged {
-        /// The image, as the bundle names it.
-        image: String,
-        /// The blob.
-        digest: Digest,
-        /// What is wrong: what the bytes hash to, or how many there are.
-        reason: String,
-        /// The bundle.
-        bundle: PathBuf,
-    },
-    /// Writing the archive failed (a full disk, Docker closing the upload).
-    #[error("failed to write the docker-archive; what was written so far is unusable and must be discarded")]
-    Write {
-        /// What the writer said.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl From<ArchiveError> for BundleError {
-    fn from(e: ArchiveError) -> BundleError {
-        BundleError::DockerArchive(Box::new(e))
-    }
-}
-
-fn held_list(held: &[String]) -> String {
-    if held.is_empty() {
-        return " (it holds no image)".into();
-    }
-    let mut out = format!(" (it holds {}", held.iter().take(LISTED).cloned().collect::<Vec<_>>().join(", "));
-    if held.len() > LISTED {
-        out.push_str(&format!(" and {} more", held.len() - LISTED));
-    }
-    out.push(')');
-    out
-}
-
-fn offered_list(offered: &[String], left_out: bool) -> String {
-    let has =
-        if offered.is_empty() { "the bundle holds none of its platforms".to_owned() } else { format!("it has {}", offered.join(", ")) };
-    if left_out { format!("{has}; its index lists the platform, but the bundle was made without it") } else { has }
 }
 
 /// The tag Docker shows for an image loaded under `name` (`docker images`,

@@ -19,10 +19,10 @@ pub mod layout;
 pub mod update;
 pub mod verify;
 
-pub use bundle::{BundleError, Kind};
+pub use bundle::{ArchiveError, BundleError, Kind};
 pub use client::Client;
 pub use create::{CreateOptions, Created, Event, Item, create};
-pub use docker_archive::{ArchiveError, ArchiveSummary, ArchivedImage, docker_archive};
+pub use docker_archive::{ArchiveSummary, ArchivedImage, docker_archive};
 pub use error::ClientError;
 pub use inspect::{Inspection, inspect};
 pub use update::update;

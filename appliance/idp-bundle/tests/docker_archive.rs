@@ -13,8 +13,9 @@
 mod common;
 
 use common::{FileServer, Registry, Tags, host_platform, require, run, sha256};
+use idp_bundle::ArchiveError;
 use idp_bundle::create::{CreateOptions, Item, Source, file_ref_name, image_item};
-use idp_bundle::docker_archive::{ArchiveError, ArchiveSummary};
+use idp_bundle::docker_archive::ArchiveSummary;
 use idp_bundle::layout::scan;
 use idp_bundle::{BundleError, Client, Kind};
 use idp_core::oci::{Digest, ImageIndex, ImageManifest};

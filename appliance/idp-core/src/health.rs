@@ -4,8 +4,8 @@
 //! Argo CD's rule (the reference's §1.5): a parent's health is the **worst** of its
 //! immediate children, ordered Healthy < Progressing < Degraded < Unknown (Unknown is
 //! worst: nothing can be said, so nothing may be assumed fine). An object's health comes
-//! from its readiness [`Verdict`] (Ready is Healthy, InProgress Progressing, Failed
-//! Degraded); what could not be read at all (the API down, a node container Docker does
+//! from its readiness verdict (`crate::readiness::Verdict::health`: Ready is Healthy,
+//! InProgress Progressing, Failed Degraded); what could not be read at all (the API down, a node container Docker does
 //! not show) is Unknown. The reasons kept are those of every child that is not Healthy,
 //! worst first, so `status` says *why* ("Deployment apps/grafana: 0/1 available", "Vault
 //! is sealed").
@@ -14,7 +14,6 @@
 //! from Docker, its own servers, Argo CD Applications, k3s HelmCharts, Vault's seal
 //! status) and this module judges them.
 
-use crate::readiness::Verdict;
 use serde::Serialize;
 use std::fmt;
 
@@ -32,15 +31,6 @@ pub enum Health {
 }
 
 impl Health {
-    /// The health an object's readiness verdict means.
-    pub fn of(verdict: &Verdict) -> Health {
-        match verdict {
-            Verdict::Ready => Health::Healthy,
-            Verdict::InProgress { .. } => Health::Progressing,
-            Verdict::Failed { .. } => Health::Degraded,
-        }
-    }
-
     /// `Healthy`, `Progressing`, `Degraded` or `Unknown`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,11 +61,6 @@ pub struct Child {
 }
 
 impl Child {
-    /// A child judged by its readiness verdict.
-    pub fn from_verdict(subject: impl Into<String>, verdict: &Verdict) -> Child {
-        Child { subject: subject.into(), health: Health::of(verdict), reason: verdict.reason().to_owned() }
-    }
-
     /// A child that could not be judged, and why.
     pub fn unknown(subject: impl Into<String>, reason: impl Into<String>) -> Child {
         Child { subject: subject.into(), health: Health::Unknown, reason: reason.into() }
@@ -195,15 +180,6 @@ mod tests {
         let subjects: Vec<&str> = r.reasons.iter().map(|c| c.subject.as_str()).collect();
         assert_eq!(subjects, ["Certificate a/tls", "Deployment a/web", "Deployment a/api"]);
         assert_eq!(r.reasons[0].to_string(), "Certificate a/tls: Degraded (Ready=False: issuer not found)");
-    }
-
-    #[test]
-    fn verdicts_map_to_health_with_their_reason() {
-        let failed = Verdict::Failed { reason: "container web: ImagePullBackOff".into() };
-        let c = Child::from_verdict("Pod a/web", &failed);
-        assert_eq!((c.health, c.reason.as_str()), (Health::Degraded, "container web: ImagePullBackOff"));
-        assert_eq!(Health::of(&Verdict::Ready), Health::Healthy);
-        assert_eq!(Health::of(&Verdict::InProgress { reason: "x".into() }), Health::Progressing);
     }
 
     #[test]

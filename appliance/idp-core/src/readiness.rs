@@ -62,6 +62,23 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// The health this verdict means in a rollup (`crate::health`): Ready is Healthy,
+    /// InProgress Progressing, Failed Degraded.
+    pub fn health(&self) -> crate::health::Health {
+        match self {
+            Verdict::Ready => crate::health::Health::Healthy,
+            Verdict::InProgress { .. } => crate::health::Health::Progressing,
+            Verdict::Failed { .. } => crate::health::Health::Degraded,
+        }
+    }
+
+    /// This verdict on `subject` as a child of a rollup, with its reason.
+    pub fn child(&self, subject: impl Into<String>) -> crate::health::Child {
+        crate::health::Child { subject: subject.into(), health: self.health(), reason: self.reason().to_owned() }
+    }
+}
+
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

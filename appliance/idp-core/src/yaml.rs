@@ -7,9 +7,14 @@
 use serde_json::Value;
 use std::fmt::Write;
 
+/// The most documents one stream may hold: a manifest file of a large component (the
+/// parser's own default, 1 024, refuses a generated list of a thousand ConfigMaps).
+pub const MAX_DOCUMENTS: usize = 100_000;
+
 /// Parses a multi-document YAML stream into JSON values; empty documents are dropped.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
+    let options = serde_saphyr::options! { budget: serde_saphyr::budget! { max_documents: MAX_DOCUMENTS } };
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options).map_err(|e| e.to_string())?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
@@ -204,6 +209,15 @@ mod tests {
         for s in ["argocd", "quay.io/cilium/cilium:v1.18.2", "a-b.c", "--enable-helm"[2..].as_ref()] {
             assert_eq!(scalar_string(s), s);
         }
+    }
+
+    #[test]
+    fn a_thousand_and_more_documents_parse() {
+        let text: String = (0..1500).map(|i| format!("---\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n")).collect();
+        let docs = parse_documents(&text).expect("parses");
+        assert_eq!(docs.len(), 1500);
+        assert_eq!(docs[1499]["metadata"]["name"], "cm-1499");
+        assert!(parse_documents("a: [1\n").is_err(), "a broken document is still an error");
     }
 
     #[test]

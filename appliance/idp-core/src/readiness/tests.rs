@@ -577,3 +577,14 @@ fn verdict_helpers_and_display() {
     assert_eq!(Verdict::Failed { reason: "r".into() }.to_string(), "failed: r");
     assert!(Verdict::Failed { reason: "r".into() }.is_failed());
 }
+
+#[test]
+fn verdicts_map_to_health_with_their_reason() {
+    use crate::health::Health;
+    let failed = Verdict::Failed { reason: "container web: ImagePullBackOff".into() };
+    let c = failed.child("Pod a/web");
+    assert_eq!((c.subject.as_str(), c.health, c.reason.as_str()), ("Pod a/web", Health::Degraded, "container web: ImagePullBackOff"));
+    assert_eq!(Verdict::Ready.health(), Health::Healthy);
+    assert_eq!(Verdict::InProgress { reason: "x".into() }.health(), Health::Progressing);
+    assert_eq!(Verdict::Ready.child("ConfigMap a/c").reason, "");
+}
