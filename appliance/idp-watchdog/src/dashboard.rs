@@ -493,27 +493,7 @@ fn since(query: &str, now: SystemTime, default: SystemTime) -> Result<SystemTime
     }
 }
 
-/// Whether a drifted field's values are hidden: a Secret's data.
-fn hidden(kind: &str, path: &str) -> bool {
-    kind == "Secret"
-        && ["data", "stringData", "binaryData"]
-            .iter()
-            .any(|p| path == *p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}[")))
-}
-
-/// The drift as the API shows it: a Secret's values hidden.
-fn redacted(mut drift: Vec<ObjectDrift>) -> Vec<ObjectDrift> {
-    for object in &mut drift {
-        let kind = object.kind.clone();
-        for field in &mut object.fields {
-            if hidden(&kind, &field.path) {
-                field.live = field.live.as_ref().map(|_| Value::String("(hidden)".to_owned()));
-                field.desired = field.desired.as_ref().map(|_| Value::String("(hidden)".to_owned()));
-            }
-        }
-    }
-    drift
-}
+use crate::drift::report::redacted;
 
 /// Keeps at most `max` of `points`, evenly spread, the first and the newest among them.
 fn thin<T: Clone>(points: &[T], max: usize) -> Vec<T> {

@@ -358,6 +358,22 @@ async fn a_component_of_200_objects_drifts_only_when_someone_changes_what_idp_la
     let sa = kubectl_json(&cp, &["get", "-n", ns, "serviceaccount/sa-06"]);
     assert_eq!(sa["metadata"]["labels"]["idp-lab.dev/component"], "platform");
 
+    // A Secret's drift names the field and the manager, never the values (either side).
+    let object = format!("Secret {ns}/secret-1");
+    kubectl(
+        &cp,
+        &["patch", "-n", ns, "secret/secret-1", "--field-manager=intruder", "--type=merge", "-p", r#"{"data":{"password":"bGVha2Vk"}}"#],
+    );
+    let detected = wait_for(&mut events, SOON, &mut seen, "the Secret's drift", |e| is(e, "detected", &object)).await;
+    let text = serde_json::to_string(&detected).expect("json");
+    assert!(!text.contains("bGVha2Vk") && !text.contains("czNjcmV0LTE") && !text.contains("s3cret-1"), "a value shows: {text}");
+    let drift = detected.drift().expect("a drift");
+    assert!(drift.fields.iter().any(|f| f.path.starts_with("data") && f.live == Some(json!("(hidden)"))), "{text}");
+    assert_eq!(drift.manager.as_deref(), Some("intruder"));
+    wait_for(&mut events, SOON, &mut seen, "the Secret's heal", |e| is(e, "healed", &object)).await;
+    assert_eq!(kubectl_json(&cp, &["get", "-n", ns, "secret/secret-1"])["data"]["password"], "czNjcmV0LTE=", "healed to the applied value");
+    assert!(!serde_json::to_string(&handle.snapshot()).expect("json").contains("bGVha2Vk"));
+
     // Policy report: reported, never healed.
     let object = "ConfigMap drift-reports/watched".to_owned();
     kubectl(

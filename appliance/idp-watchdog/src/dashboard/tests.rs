@@ -167,6 +167,7 @@ fn the_assets_load_nothing_from_elsewhere() {
 
 #[test]
 fn a_secrets_values_are_hidden() {
+    use crate::drift::report::hidden;
     let shown = redacted(vec![drift("Secret", "data.password"), drift("Secret", "metadata.labels.a"), drift("ConfigMap", "data.mode")]);
     assert_eq!(shown[0].fields[0].live, Some(json!("(hidden)")));
     assert_eq!(shown[0].fields[0].desired, Some(json!("(hidden)")));

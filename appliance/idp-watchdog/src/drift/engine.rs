@@ -716,7 +716,8 @@ impl Engine {
     fn judge(&self, key: Key, diff: &MemberDiff, live: Option<&Value>) -> Vec<DriftField> {
         let component = &self.components[key.0];
         let Some(member) = component.watched.members().get(key.1) else { return Vec::new() };
-        diff.fields
+        let mut fields: Vec<DriftField> = diff
+            .fields
             .iter()
             .filter_map(|field| {
                 let attribution = live.and_then(|l| managers::attribute(l, &field.path, FIELD_MANAGER));
@@ -735,7 +736,13 @@ impl Engine {
                     report_only,
                 })
             })
-            .collect()
+            .collect();
+        // A Secret's values never reach an event, the history or an API answer.
+        if member.api_version == "v1" {
+            let kind = member.object.split(' ').next().unwrap_or_default();
+            super::report::redact_fields(kind, &mut fields);
+        }
+        fields
     }
 
     fn in_sync(&mut self, key: Key) {

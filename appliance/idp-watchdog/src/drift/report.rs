@@ -243,6 +243,34 @@ pub mod rfc3339 {
     }
 }
 
+/// Whether a drifted field's values are hidden: a Secret's data.
+pub(crate) fn hidden(kind: &str, path: &str) -> bool {
+    kind == "Secret"
+        && ["data", "stringData", "binaryData"]
+            .iter()
+            .any(|p| path == *p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}[")))
+}
+
+/// Drift with a Secret's values hidden: what every event, snapshot, history record and
+/// API answer carries (healing re-applies the desired object, never these values).
+pub(crate) fn redacted(mut drift: Vec<ObjectDrift>) -> Vec<ObjectDrift> {
+    for object in &mut drift {
+        let kind = object.kind.clone();
+        redact_fields(&kind, &mut object.fields);
+    }
+    drift
+}
+
+/// One object's fields with a Secret's values hidden (see [`redacted`]).
+pub(crate) fn redact_fields(kind: &str, fields: &mut [DriftField]) {
+    for field in fields {
+        if hidden(kind, &field.path) {
+            field.live = field.live.as_ref().map(|_| Value::String("(hidden)".to_owned()));
+            field.desired = field.desired.as_ref().map(|_| Value::String("(hidden)".to_owned()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
