@@ -5,10 +5,11 @@ pub mod schema;
 mod validate;
 mod watchdog;
 
+pub use schema::BUILTIN_PLAYBOOKS;
 pub use validate::{FileKind, is_dns_name, is_name, parse_bytes, parse_duration, parse_resolver, parse_size};
 pub use watchdog::{
-    Action, BUILTIN_PLAYBOOKS, DEFAULT_RATE_LIMIT, DEFAULT_WEBHOOK_TIMEOUT, HealthVerdict, MAX_RUNS, NamespacedName, ObjectRef, Playbook,
-    RateLimit, SloSeverity, Trigger, Watchdog, builtin_playbooks,
+    Action, DEFAULT_RATE_LIMIT, DEFAULT_WEBHOOK_TIMEOUT, HealthVerdict, MAX_RUNS, NamespacedName, ObjectRef, Playbook, RateLimit,
+    SloSeverity, Trigger, Watchdog, builtin_playbooks,
 };
 
 use crate::diag::{Diagnostic, Origin};

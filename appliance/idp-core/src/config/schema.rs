@@ -82,7 +82,7 @@ impl Kind {
             Kind::Subset(words) => {
                 format!("an array of some of {}", words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(", "))
             }
-            Kind::Playbooks => super::watchdog::PLAYBOOKS_EXPECTED.into(),
+            Kind::Playbooks => PLAYBOOKS_EXPECTED.into(),
         }
     }
 
@@ -427,7 +427,7 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec {
         section: "watchdog",
         key: "builtin_playbooks",
-        kind: Kind::Subset(super::watchdog::BUILTIN_PLAYBOOKS),
+        kind: Kind::Subset(BUILTIN_PLAYBOOKS),
         default: "[\"unseal-vault\", \"heal-drift\", \"start-node\"]",
         doc: "The built-in playbooks that are on: `unseal-vault` (Vault reports itself sealed: unseal it; 6 runs per hour, 1 minute apart), `heal-drift` (an object idp-lab applied drifted: re-apply it; 30 per 10 minutes), `start-node` (a node container stopped: start it; 3 per 10 minutes, 1 minute apart). A playbook of `playbooks` with the same name replaces the built-in one. SLO alerts are not among them: they stay with the platform's Alertmanager → Argo Events chain.",
     },
@@ -548,11 +548,68 @@ pub fn reference_markdown() -> String {
             ));
         }
         if *section == "watchdog" {
-            out.push_str(super::watchdog::PLAYBOOK_REFERENCE);
+            out.push_str(PLAYBOOK_REFERENCE);
         }
     }
     out
 }
+
+/// The names of the built-in playbooks, in order (see [`builtin_playbooks`]).
+pub const BUILTIN_PLAYBOOKS: &[&str] = &["unseal-vault", "heal-drift", "start-node"];
+
+/// The format of `[[watchdog.playbooks]]`, for `docs/configuration.md`.
+pub const PLAYBOOK_REFERENCE: &str = r#"
+### Playbooks
+
+A playbook runs its actions, in order, when any one of its triggers fires. Every run is recorded in the
+watchdog's history with its trigger, its actions and each result; so is a run held back by the rate
+limit or the cool-down. A failed action does not stop the ones after it; the run is then `failed`.
+
+```toml
+[[watchdog.playbooks]]
+name = "externalsecrets-resync"          # a lowercase name, unique
+triggers = [{ on = "alert", labels = { slo = "externalsecrets-sync-success" } }]
+actions = [
+  { do = "refresh-external-secret", external_secret = "apps/db-credentials" },
+  { do = "webhook", url = "http://127.0.0.1:9000/hooks/idp-lab", timeout = "5s" },
+]
+rate_limit = "1/10m"                     # at most 1 run per 10 minutes (default "5/10m")
+cooldown = "5m"                          # quiet for 5 minutes after a run (default "0s")
+dry_run = false                          # true: record what would be done, do nothing
+```
+
+| trigger | keys | fires when |
+|---|---|---|
+| `alert` | `labels = { name = "value", ... }` (required) | Alertmanager posts a firing alert whose labels include all of these to the daemon's receiver (`receiver_port`). An alert that keeps firing (same fingerprint, same start) runs a playbook at most once. |
+| `drift` | `component` (default `"*"`) | an object idp-lab applied drifts |
+| `health` | `component` (default `"*"`), `verdict`: `degraded` (default), `progressing` or `unknown` | a component's health verdict becomes this one |
+| `slo` | `slo` (default `"*"`), `severity`: `page`, `ticket` or `any` (default) | the watchdog's own evaluation of an SLO fires a row of that severity |
+| `vault-sealed` | | Vault reports itself sealed |
+| `node-stopped` | `node` (default `"*"`) | a node container of the lab is not running |
+
+| action | keys | what it does |
+|---|---|---|
+| `webhook` | `url` (`http://host[:port]/path`, required), `timeout` (default `"10s"`) | POSTs the run as JSON (`playbook`, `dry_run`, `trigger`, `at_ms`); any 2xx is success. Plain HTTP only |
+| `reapply` | `object` (`"Kind/namespace/name"`; default: the drifted object) | re-applies the object as idp-lab applied it |
+| `rollout-restart` | `object` (`"Deployment/ns/name"`, `StatefulSet` or `DaemonSet`, required) | restarts its pods, as `kubectl rollout restart` does |
+| `sync-application` | `application` (`"namespace/name"`, or a name in `argocd`) | syncs the Argo CD Application |
+| `refresh-external-secret` | `external_secret` (`"namespace/name"`) | forces the ExternalSecret to refresh |
+| `unseal-vault` | | unseals Vault with the keys idp-lab keeps |
+| `submit-workflow` | `template` (`"namespace/name"`), `parameters = { name = "value" }` | submits the Argo Workflows WorkflowTemplate |
+| `start-node` | `node` (default: the stopped node) | starts the node container |
+
+`rate_limit` counts the runs that started within the last window, dry runs included; a run it holds back
+is recorded as `rate-limited`, one the cool-down holds back as `cooldown`. The counts survive a restart of
+the daemon: they are read back from the history.
+
+Status: the lab daemon runs the playbook engine, the Alertmanager receiver (on the lab network's
+gateway address) and the history, tested against a real Alertmanager; the actions other than `webhook`
+wait for the daemon's executor (each run records that it could not do them).
+"#;
+
+/// What one playbook table looks like, for messages.
+pub(crate) const PLAYBOOKS_EXPECTED: &str =
+    "an array of playbook tables [[watchdog.playbooks]] with name, triggers, actions and optionally rate_limit, cooldown, dry_run";
 
 #[cfg(test)]
 mod tests {
