@@ -211,17 +211,8 @@ pub(crate) fn digest(artifact: &str, s: &str) -> Result<Digest, BundleError> {
     Digest::parse(s).map_err(|source| BundleError::Invalid { artifact: artifact.to_owned(), what: "digest", source })
 }
 
-/// The message of an error and each of its sources, `: `-separated.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+/// An error and its causes on one line ([`idp_core::diag::chain`]).
+pub use idp_core::diag::chain;
 
 /// The first five of `names`, and how many more there are.
 fn first_few(names: &[String]) -> String {

@@ -98,17 +98,8 @@ fn unreachable(was: &Option<String>, error: &ClientError) -> Option<String> {
     was.as_ref().map(|_| format!("not resolved: {}", chain(error)))
 }
 
-/// The error and its sources, one line.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+/// An error and its causes on one line ([`idp_core::diag::chain`]).
+pub use idp_core::diag::chain;
 
 async fn update_image(client: &Client, old: &ImageLock) -> ImageLock {
     let mut new = old.clone();

@@ -95,17 +95,7 @@ pub(crate) struct LabRegistry {
     shutdown: CancellationToken,
 }
 
-/// An error and its sources, `: `-joined (what a registry that does not open says
-/// lives in its sources: the tar entry, the missing blob).
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use idp_core::diag::chain;
 
 impl LabRegistry {
     pub(crate) fn new(

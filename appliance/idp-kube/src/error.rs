@@ -200,20 +200,7 @@ impl KubeError {
     }
 }
 
-/// An error and its causes in one line, leaving out a cause its effect already quotes.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !text.is_empty() && !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
-}
+pub(crate) use idp_core::diag::chain;
 
 #[cfg(test)]
 mod tests {

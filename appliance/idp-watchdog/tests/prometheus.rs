@@ -86,21 +86,7 @@ fn cumulative(increments: &[u64]) -> Vec<u64> {
         .collect()
 }
 
-/// `idp_test::testbed::in_ci`, repeated so this crate does not build the test bed's kube stack.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
-/// `idp_test::testbed::report_skip`: a loud line on stderr and a line in `IDP_LAB_SKIP_LOG`.
-fn report_skip(test: &str, reason: &str) {
-    let _ = std::io::stderr().lock().write_all(format!("\nSKIPPED: {test}: {reason}\n").as_bytes());
-    let Some(path) = std::env::var_os("IDP_LAB_SKIP_LOG").filter(|p| !p.is_empty()) else { return };
-    let record = format!("{test}\t{reason}\n");
-    let written = std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(record.as_bytes()));
-    if let Err(e) = written {
-        panic!("cannot append the skip of {test} to IDP_LAB_SKIP_LOG={}: {e}", path.display());
-    }
-}
+use idp_test::testbed::{in_ci, report_skip};
 
 fn find(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
