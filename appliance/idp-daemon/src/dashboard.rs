@@ -19,7 +19,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
-use hyper_util::rt::TokioIo;
 use idp_core::config::{Playbook, PortSetting};
 use idp_core::health::{self, Child, Health, Rollup};
 use idp_watchdog::dashboard::Source;
@@ -27,7 +26,6 @@ use idp_watchdog::drift::DriftStats;
 use idp_watchdog::{History, ObjectDrift};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::network::LabRegistry;
 use crate::watchdog::{LabWatchdog, WatchdogPlan};
@@ -189,38 +187,7 @@ impl Source for Lab {
 pub(crate) async fn serve(bound: Bound, source: Lab, shutdown: CancellationToken) -> (&'static str, Result<(), DaemonError>) {
     tracing::info!(address = %bound.address, "watchdog: the dashboard is serving");
     let service = idp_watchdog::dashboard::router(Arc::new(source), &bound.token);
-    let connections = TaskTracker::new();
-    loop {
-        let stream = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = bound.listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "watchdog: accepting a dashboard connection failed");
-                    continue;
-                }
-            },
-        };
-        let service = service.clone();
-        let token = shutdown.clone();
-        connections.spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "watchdog: a dashboard connection failed");
-                    }
-                }
-                () = token.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), connection).await;
-                }
-            }
-        });
-    }
-    connections.close();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), connections.wait()).await;
+    crate::serve::serve_http("dashboard", bound.listener, service, shutdown).await;
     ("dashboard", Ok(()))
 }
 

@@ -20,6 +20,7 @@ mod dashboard;
 mod error;
 mod network;
 mod pidfile;
+mod serve;
 mod slo;
 mod watchdog;
 

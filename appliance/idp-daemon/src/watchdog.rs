@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hyper_util::rt::TokioIo;
 use idp_core::objects::{Object, Place};
 use idp_core::settings::WatchdogSettings;
 use idp_kube::{ApplyOptions, Cluster, Inventory};
@@ -367,38 +366,7 @@ impl LabWatchdog {
 
 /// Serves the receiver on `listener` until `shutdown`; connections in flight finish.
 async fn serve_receiver(listener: TcpListener, engine: Arc<Engine<Unavailable>>, shutdown: CancellationToken) {
-    let connections = TaskTracker::new();
-    loop {
-        let stream = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "watchdog: accepting a receiver connection failed");
-                    continue;
-                }
-            },
-        };
-        let service = idp_watchdog::router(engine.clone());
-        let token = shutdown.clone();
-        connections.spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "watchdog: a receiver connection failed");
-                    }
-                }
-                () = token.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-        });
-    }
-    connections.close();
-    connections.wait().await;
+    crate::serve::serve_http("the Alertmanager receiver", listener, idp_watchdog::router(engine), shutdown).await;
 }
 
 #[cfg(test)]
