@@ -169,7 +169,16 @@ fn a_damaged_store_is_a_clear_error_not_a_panic() -> anyhow::Result<()> {
                 c[..k].fill(0x5a);
             }),
             1 => bytes[..4096].fill(0x5a),
-            2 => bytes[n / 2..n / 2 + 4096].fill(0x5a),
+            // 4 KiB from a record in the middle of the log (found by its subject: sled keeps
+            // values as written), so the damage falls on data, not on unused segment space.
+            2 => {
+                let needle = b"ConfigMap demo/cm-2500\"";
+                let at = bytes.windows(needle.len()).position(|w| w == needle);
+                anyhow::ensure!(at.is_some(), "event 2500 is not in the log as written");
+                let at = at.unwrap_or_default();
+                let end = (at + 4096).min(n);
+                bytes[at..end].fill(0x5a);
+            }
             3 => bytes.truncate(n / 2 + 1234),
             4 => bytes = b"not a sled database".to_vec(),
             5 => std::fs::write(path.join("conf"), "segment_size: banana\n")?,
