@@ -120,6 +120,32 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn chains_name_every_new_cause_once() {
+        let leaf = E("connection refused", None);
+        assert_eq!(chain(&E("cannot reach 10.0.0.1:5000", Some(Box::new(leaf)))), "cannot reach 10.0.0.1:5000: connection refused");
+        // A cause the effect already quotes, and an empty one, are left out; later ones stay.
+        let deep =
+            E("read failed: timed out", Some(Box::new(E("timed out", Some(Box::new(E("", Some(Box::new(E("os error 110", None))))))))));
+        assert_eq!(chain(&E("fetch x", Some(Box::new(deep)))), "fetch x: read failed: timed out: os error 110");
+        assert_eq!(chain(&E("alone", None)), "alone");
+    }
     use super::*;
 
     #[test]
