@@ -31,7 +31,10 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
+                    // Out of file descriptors and the like: the listener itself is fine,
+                    // but trying again at once would spin.
                     tracing::warn!(error = %e, server = what, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
