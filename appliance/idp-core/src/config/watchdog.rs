@@ -689,14 +689,27 @@ impl Checker<'_> {
 
     fn triggers(&mut self, path: &str, item: &Item) -> Option<Vec<Trigger>> {
         let expected = "an array of trigger tables such as [{ on = \"alert\", labels = { slo = \"x\" } }]";
-        let tables = self.tables(path, item, "trigger", expected)?;
+        self.non_empty(path, item, "trigger", expected, Self::trigger)
+    }
+
+    /// A non-empty array of `what` tables at `path`, each read by `one` (every problem of
+    /// every table reported).
+    fn non_empty<T>(
+        &mut self,
+        path: &str,
+        item: &Item,
+        what: &str,
+        expected: &str,
+        mut one: impl FnMut(&mut Self, &str, Option<Range<usize>>, &dyn TableLike) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let tables = self.tables(path, item, what, expected)?;
         if tables.is_empty() {
-            self.report(item.span(), path, "a playbook needs at least one trigger".into(), Some(expected.to_owned()));
+            self.report(item.span(), path, format!("a playbook needs at least one {what}"), Some(expected.to_owned()));
             return None;
         }
         let mut out = Vec::new();
         for (i, (span, table)) in tables.into_iter().enumerate() {
-            out.push(self.trigger(&format!("{path}[{i}]"), span, table));
+            out.push(one(self, &format!("{path}[{i}]"), span, table));
         }
         out.into_iter().collect()
     }
@@ -796,16 +809,7 @@ impl Checker<'_> {
 
     fn actions(&mut self, path: &str, item: &Item) -> Option<Vec<Action>> {
         let expected = "an array of action tables such as [{ do = \"webhook\", url = \"http://127.0.0.1:9000/hook\" }]";
-        let tables = self.tables(path, item, "action", expected)?;
-        if tables.is_empty() {
-            self.report(item.span(), path, "a playbook needs at least one action".into(), Some(expected.to_owned()));
-            return None;
-        }
-        let mut out = Vec::new();
-        for (i, (span, table)) in tables.into_iter().enumerate() {
-            out.push(self.action(&format!("{path}[{i}]"), span, table));
-        }
-        out.into_iter().collect()
+        self.non_empty(path, item, "action", expected, Self::action)
     }
 
     fn action(&mut self, here: &str, span: Option<Range<usize>>, table: &dyn TableLike) -> Option<Action> {
