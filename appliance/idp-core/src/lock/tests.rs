@@ -506,3 +506,37 @@ fn an_oci_charts_name_version_and_url_must_fit_an_oci_reference() {
     assert_eq!((d.len(), d[0].line, d[0].path.as_str()), (1, 8, "components.cilium.chart.url"), "{d:?}");
     assert!(d[0].hint.as_deref().is_some_and(|h| h.contains("ghcr.io/org/cilium:1.18.2")), "{}", d[0]);
 }
+
+#[test]
+fn entries_say_their_kind_and_digest_and_empty_components_are_left_out() {
+    let lock = lock();
+    let entries = lock.entries();
+    let of = |kind: &str| entries.iter().find(|e| e.kind() == kind).copied();
+    let image = of("image").expect("an image");
+    let chart = of("chart").expect("a chart");
+    let file = of("file").expect("a file");
+    assert!(
+        matches!(image.artifact, Artifact::Image(_))
+            && matches!(chart.artifact, Artifact::Chart(_))
+            && matches!(file.artifact, Artifact::File(_))
+    );
+    // A verified file's digest is its sha256 with the prefix; an image's is as pinned.
+    let verified = entries.iter().find(|e| e.kind() == "file" && e.unverified().is_none()).expect("a verified file (Gateway API)");
+    let Artifact::File(f) = verified.artifact else { unreachable!() };
+    assert_eq!(verified.digest(), Some(format!("sha256:{}", f.sha256.as_deref().expect("sha256"))));
+    let pinned = entries.iter().find(|e| e.kind() == "chart" && e.unverified().is_none()).expect("a verified chart (cilium)");
+    let Artifact::Chart(c) = pinned.artifact else { unreachable!() };
+    assert_eq!(pinned.digest(), c.digest.clone());
+    assert!(pinned.digest().is_some_and(|d| is_digest(&d)));
+    // An empty component is not written; one with anything is.
+    let mut with_empty = lock.clone();
+    with_empty.components.insert("zz-empty".into(), ComponentLock::default());
+    assert!(ComponentLock::default().is_empty());
+    let one_chart = ComponentLock { chart: lock.components.values().find_map(|c| c.chart.clone()), ..ComponentLock::default() };
+    let one_image =
+        ComponentLock { images: lock.components.values().flat_map(|c| c.images.clone()).take(1).collect(), ..ComponentLock::default() };
+    let one_file =
+        ComponentLock { files: lock.components.values().flat_map(|c| c.files.clone()).take(1).collect(), ..ComponentLock::default() };
+    assert!(!one_chart.is_empty() && !one_image.is_empty() && !one_file.is_empty());
+    assert!(!with_empty.to_yaml().contains("zz-empty"), "an empty component is left out of the file");
+}
