@@ -540,3 +540,11 @@ fn entries_say_their_kind_and_digest_and_empty_components_are_left_out() {
     assert!(!one_chart.is_empty() && !one_image.is_empty() && !one_file.is_empty());
     assert!(!with_empty.to_yaml().contains("zz-empty"), "an empty component is left out of the file");
 }
+
+#[test]
+fn repositories_match_with_or_without_a_trailing_slash_only() {
+    assert!(same_repository("https://charts.jetstack.io/", "https://charts.jetstack.io"));
+    assert!(same_repository("oci://ghcr.io/org/charts", "oci://ghcr.io/org/charts/"));
+    assert!(!same_repository("https://charts.jetstack.io", "https://helm.cilium.io"));
+    assert!(!same_repository("https://a.example/charts", "https://a.example"));
+}
