@@ -548,3 +548,31 @@ fn repositories_match_with_or_without_a_trailing_slash_only() {
     assert!(!same_repository("https://charts.jetstack.io", "https://helm.cilium.io"));
     assert!(!same_repository("https://a.example/charts", "https://a.example"));
 }
+
+#[test]
+fn package_urls_and_short_image_references_are_positioned_errors() {
+    // An HTTP chart's url must be a URL; an OCI chart has none (the hint names its artifact).
+    let bad_url =
+        GOOD.replace("      unverified: offline\n    images", "      url: ftp://x/cilium.tgz\n      unverified: offline\n    images");
+    let d = diagnostics(&bad_url);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].path, "components.cilium.chart.url");
+    assert!(d[0].message.contains("ftp://x/cilium.tgz") && d[0].message.contains("not an http(s) URL"), "{}", d[0]);
+    let ok_url = GOOD.replace(
+        "      unverified: offline\n    images",
+        "      url: https://helm.cilium.io/cilium-1.18.2.tgz\n      unverified: offline\n    images",
+    );
+    assert!(Lock::parse(&ok_url, "lock.yaml").is_ok());
+    let oci_url = oci_lock("oci://ghcr.io/org/charts")
+        .replace("      unverified: offline\n    images", "      url: https://ghcr.io/x.tgz\n      unverified: offline\n    images");
+    let d = diagnostics(&oci_url);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].path, "components.cilium.chart.url");
+    assert!(d[0].hint.as_deref().is_some_and(|h| h.contains("the chart is the OCI artifact ghcr.io/org/charts/cilium:1.18.2")), "{}", d[0]);
+    // An image reference must be pinned and fully qualified, each on its own.
+    for short in ["cilium/cilium:v1.18.2", "quay.io/cilium/cilium"] {
+        let d = diagnostics(&GOOD.replace("quay.io/cilium/hubble-ui:v0.13.3", short));
+        assert_eq!(d.len(), 1, "{short}: {d:?}");
+        assert!(d[0].path.starts_with("components.cilium.images"), "{short}: {}", d[0]);
+    }
+}
