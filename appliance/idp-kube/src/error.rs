@@ -184,6 +184,35 @@ pub enum KubeError {
         /// Why not.
         problem: String,
     },
+    /// The object an action names does not exist.
+    #[error("{what} does not exist on {server}")]
+    NotFound {
+        /// The API server's URL.
+        server: String,
+        /// The object, `Kind namespace/name`.
+        what: String,
+    },
+    /// An action does not apply to the object it names, or not in the state it is in;
+    /// nothing was changed.
+    #[error("cannot {action} {what}: {problem}")]
+    Cannot {
+        /// The action, e.g. `rollout restart`.
+        action: &'static str,
+        /// The object, `Kind namespace/name`.
+        what: String,
+        /// Why not, and the way out if there is one.
+        problem: String,
+    },
+    /// An Argo CD Application already has an operation (a sync in progress), so a sync
+    /// was not started; the Application was left as it was.
+    #[error("cannot sync {what}: another operation is already in progress ({operation}); wait until it ends, or terminate it")]
+    OperationInProgress {
+        /// The Application, `Application namespace/name`.
+        what: String,
+        /// The operation: its kind, who started it and its phase, as far as the
+        /// Application says.
+        operation: String,
+    },
 }
 
 impl KubeError {

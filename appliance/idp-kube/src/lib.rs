@@ -14,7 +14,10 @@
 //!   its requests through the [`ApplyCache`].
 //! * The lab's routes: [`Cluster::watch_routes`] (HTTPRoutes and their health, as a
 //!   stream of [`RouteSnapshot`]s) and [`Cluster::routes`].
+//! * The playbook [`actions`]: [`Cluster::rollout_restart`], [`Cluster::sync_application`],
+//!   [`Cluster::refresh_external_secret`] and [`Cluster::submit_workflow`].
 
+pub mod actions;
 mod apply;
 mod cache;
 mod cluster;
