@@ -14,11 +14,11 @@
 //! from Docker, its own servers, Argo CD Applications, k3s HelmCharts, Vault's seal
 //! status) and this module judges them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A health verdict, ordered best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Health {
     /// Everything behind it is fine.
     Healthy,
@@ -49,14 +49,14 @@ impl fmt::Display for Health {
 }
 
 /// One child's verdict: what it is, its health, and why when not Healthy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Child {
     /// What it is: `Deployment apps/grafana`, `node lab-server-0`, `daemon https`.
     pub subject: String,
     /// Its health.
     pub health: Health,
     /// Why, when not Healthy (a condition's message, a waiting reason, "sealed").
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
 }
 
@@ -79,7 +79,7 @@ impl fmt::Display for Child {
 
 /// A rolled-up verdict: the worst of its children, with every child that is not Healthy
 /// as a reason, worst first (in the children's order within one health).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollup {
     /// What was judged: a component's name, or `lab`.
     pub name: String,

@@ -7,6 +7,7 @@
 //! | `GET /routes`   | 200 and the route watch's latest snapshot as JSON          |
 //! | `POST /reload`  | starts the registry, the nodes' DNS answer and the Alertmanager receiver if their address exists now (a failure there is a warning in the answer), re-reads the kubeconfig and restarts the route watch: 200, or 500 with the error |
 //! | `GET /drift`   | 200 and the objects drifted now, as the watchdog sees them (`[]` when it watches nothing) |
+//! | `GET /health`  | 200 and the health loop's last judgement of the lab ([`crate::health::HealthSnapshot`]), `null` before its first tick or with the watchdog off |
 //! | `GET /history?since=SECONDS` or `?since_ms=MILLISECONDS` | 200 and the watchdog's events since that Unix time (all kept, without either), oldest first; 503 with why when the daemon has no history |
 //! | anything else   | 404 (405 for a known path with another method)             |
 
@@ -74,6 +75,10 @@ pub(crate) async fn route(state: &State, method: &Method, target: &str) -> (Stat
             };
             (StatusCode::OK, serde_json::to_string(&drift).unwrap_or_else(|_| "[]".into()))
         }
+        (&Method::GET, "/health") => {
+            let snapshot = state.watchdog.as_ref().and_then(|w| w.health());
+            (StatusCode::OK, serde_json::to_string(&snapshot).unwrap_or_else(|_| "null".into()))
+        }
         (&Method::GET, "/history") => {
             let Some(watchdog) = &state.watchdog else {
                 return (StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"the watchdog is off (watchdog.enabled = false)"}"#.to_owned());
@@ -103,7 +108,7 @@ pub(crate) async fn route(state: &State, method: &Method, target: &str) -> (Stat
                 Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": e.to_string()}).to_string()),
             }
         }
-        (_, "/healthz" | "/routes" | "/reload" | "/history" | "/drift") => {
+        (_, "/healthz" | "/routes" | "/reload" | "/history" | "/drift" | "/health") => {
             (StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#.to_owned())
         }
         _ => (StatusCode::NOT_FOUND, r#"{"error":"not found"}"#.to_owned()),

@@ -170,7 +170,9 @@ impl Source for Lab {
                 },
             });
         }
-        vec![health::rollup("daemon", &daemon), health::rollup("watchdog", &watchdog)]
+        let mut components = self.watchdog.health().map(|h| h.components).unwrap_or_default();
+        components.extend([health::rollup("daemon", &daemon), health::rollup("watchdog", &watchdog)]);
+        components
     }
 
     fn history(&self) -> Result<Arc<History>, String> {

@@ -18,6 +18,8 @@
 pub mod control;
 mod dashboard;
 mod error;
+mod executor;
+pub mod health;
 mod network;
 mod pidfile;
 mod serve;
@@ -171,6 +173,7 @@ impl Routes {
         if let Some(watchdog) = &self.watchdog {
             // Its failures are logged; the next reload tries again.
             watchdog.restart_slos(cluster.clone()).await;
+            watchdog.restart_health(cluster.clone()).await;
         }
         let sender = self.sender.clone();
         let shutdown = self.shutdown.clone();
@@ -355,6 +358,13 @@ pub async fn history(dir: &Path, since: Option<SystemTime>) -> Result<Vec<idp_wa
 pub async fn drift(dir: &Path) -> Result<Vec<idp_watchdog::ObjectDrift>, DaemonError> {
     let body = control::request(&dir.join(SOCKET_FILE), http::Method::GET, "/drift").await?;
     serde_json::from_slice(&body).map_err(|e| DaemonError::Control { reason: format!("bad /drift answer: {e}") })
+}
+
+/// Asks the running daemon of the lab in `dir` for its health loop's last judgement of the
+/// lab ([`health::HealthSnapshot`]); `None` before its first tick or with the watchdog off.
+pub async fn lab_health(dir: &Path) -> Result<Option<health::HealthSnapshot>, DaemonError> {
+    let body = control::request(&dir.join(SOCKET_FILE), http::Method::GET, "/health").await?;
+    serde_json::from_slice(&body).map_err(|e| DaemonError::Control { reason: format!("bad /health answer: {e}") })
 }
 
 /// Asks the running daemon of the lab in `dir` to reload: re-read the kubeconfig and

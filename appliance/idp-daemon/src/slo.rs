@@ -40,7 +40,9 @@ use idp_core::config::SloSeverity;
 use idp_core::slo::{Severity, Slo, format_duration};
 use idp_kube::Cluster;
 use idp_watchdog::slos::{self, SampleBody, VerdictBody, row_key, slo_id};
-use idp_watchdog::{Cause, Engine, Event, History, Prometheus, Unavailable};
+use idp_watchdog::{Cause, Event, History, Prometheus};
+
+use crate::executor::LabEngine;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +88,7 @@ pub(crate) struct SloLoop {
     source: Source,
     prometheus: Prometheus,
     history: Option<Arc<History>>,
-    engine: Option<Arc<Engine<Unavailable>>>,
+    engine: Option<Arc<LabEngine>>,
     /// The firing rows of each SLO; `None` until read back from the history.
     firing: Option<BTreeMap<String, Vec<String>>>,
     /// The last error per SLO (logged once until it changes).
@@ -102,12 +104,7 @@ pub(crate) struct SloLoop {
 impl SloLoop {
     /// A loop over `source` against `prometheus`, recording into `history` (none: the
     /// samples are only logged) and handing verdict changes to `engine`.
-    pub(crate) fn new(
-        source: Source,
-        prometheus: Prometheus,
-        history: Option<Arc<History>>,
-        engine: Option<Arc<Engine<Unavailable>>>,
-    ) -> SloLoop {
+    pub(crate) fn new(source: Source, prometheus: Prometheus, history: Option<Arc<History>>, engine: Option<Arc<LabEngine>>) -> SloLoop {
         SloLoop {
             source,
             prometheus,
@@ -484,7 +481,7 @@ mod tests {
         Arc::new(History::open(&dir.join("watchdog.sled"), Retention::default()).expect("the history opens"))
     }
 
-    fn engine(history: &Arc<History>) -> Arc<Engine<Unavailable>> {
+    fn engine(history: &Arc<History>) -> Arc<LabEngine> {
         let playbook = Playbook {
             name: "page-on-fast-burn".into(),
             triggers: vec![Trigger::Slo { slo: "demo-fast".into(), severity: SloSeverity::Page }],
@@ -493,7 +490,9 @@ mod tests {
             cooldown: 0,
             dry_run: true,
         };
-        Arc::new(Engine::new(vec![playbook], history.clone(), Unavailable))
+        // A dry run: the executor is never asked.
+        let executor = crate::executor::LabExecutor::new(Path::new("/nonexistent"), "demo");
+        Arc::new(idp_watchdog::Engine::new(vec![playbook], history.clone(), executor))
     }
 
     fn events(history: &History, kind: EventKind) -> Vec<Event> {

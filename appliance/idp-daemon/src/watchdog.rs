@@ -18,12 +18,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use idp_core::config::{Action, Playbook, Trigger};
 use idp_core::objects::{Object, Place};
 use idp_core::settings::WatchdogSettings;
 use idp_kube::{ApplyOptions, Cluster, Inventory};
 use idp_watchdog::{
-    Component, Drift, DriftEvent, DriftHandle, DriftOptions, Engine, Event, EventKind, History, ObjectDrift, Policy, Retention, Unavailable,
+    Cause, Component, Drift, DriftEvent, DriftHandle, DriftOptions, Engine, Event, EventKind, History, ObjectDrift, Policy, Retention,
 };
+
+use crate::executor::{LabEngine, LabExecutor};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
@@ -72,7 +75,7 @@ pub fn record_component(dir: &Path, component: &WatchedComponent) -> Result<(), 
 
 /// The components recorded in `dir`, each as the drift engine takes it; a file that does
 /// not read is skipped with a warning.
-fn recorded_components(dir: &Path, lab: &str) -> Vec<Component> {
+pub(crate) fn recorded_components(dir: &Path, lab: &str) -> Vec<Component> {
     let folder = dir.join(COMPONENTS_DIR);
     let Ok(entries) = std::fs::read_dir(&folder) else { return Vec::new() };
     let mut files: Vec<PathBuf> =
@@ -130,8 +133,15 @@ pub(crate) struct LabWatchdog {
     drift: Mutex<Option<(DriftHandle, JoinHandle<()>)>>,
     /// The SLO loop ([`crate::slo`]) and where it keeps its last tick's report.
     slos: Mutex<Option<(JoinHandle<()>, SloReport)>>,
+    /// The health loop ([`crate::health`]) and what it remembers across restarts.
+    health: Mutex<Option<JoinHandle<()>>>,
+    health_memory: crate::health::Shared,
     history: Result<Arc<History>, String>,
-    engine: Option<Arc<Engine<Unavailable>>>,
+    /// The playbooks but the drift engine's `heal-drift` ([`split_heal_drift`]).
+    engine: Option<Arc<LabEngine>>,
+    executor: LabExecutor,
+    /// The `heal-drift` playbook, which the drift engine runs.
+    heal_drift: Option<Playbook>,
     receiver: Mutex<Option<(SocketAddr, JoinHandle<()>)>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -151,15 +161,21 @@ impl LabWatchdog {
         if let Err(e) = &history {
             tracing::error!(error = %e, "watchdog: no history (the rest of the lab works)");
         }
-        let engine = history.as_ref().ok().map(|h| Arc::new(Engine::new(plan.settings.playbooks.clone(), h.clone(), Unavailable)));
+        let executor = LabExecutor::new(dir, lab);
+        let (heal_drift, playbooks) = split_heal_drift(plan.settings.playbooks.clone());
+        let engine = history.as_ref().ok().map(|h| Arc::new(Engine::new(playbooks, h.clone(), executor.clone())));
         let watchdog = LabWatchdog {
             dir: dir.to_owned(),
             lab: lab.to_owned(),
             plan,
             drift: Mutex::new(None),
             slos: Mutex::new(None),
+            health: Mutex::new(None),
+            health_memory: crate::health::Shared::default(),
             history,
             engine,
+            executor,
+            heal_drift,
             receiver: Mutex::new(None),
             tasks: TaskTracker::new(),
             shutdown,
@@ -198,7 +214,7 @@ impl LabWatchdog {
         }
     }
 
-    async fn ensure_receiver(&self, engine: Arc<Engine<Unavailable>>, gateway: IpAddr) -> Result<(), DaemonError> {
+    async fn ensure_receiver(&self, engine: Arc<LabEngine>, gateway: IpAddr) -> Result<(), DaemonError> {
         let listen = SocketAddr::new(gateway, self.plan.receiver_port);
         let mut running = self.receiver.lock().await;
         if let Some((at, task)) = running.as_ref()
@@ -231,18 +247,33 @@ impl LabWatchdog {
             cache = handle.stop().await.unwrap_or_default();
             recorder.abort();
         }
-        let components = recorded_components(&self.dir, &self.lab);
+        let mut components = recorded_components(&self.dir, &self.lab);
         if components.is_empty() {
             return Ok(0);
         }
+        for component in &mut components {
+            if !heals(self.heal_drift.as_ref(), &component.name) {
+                component.policy = Policy::Report;
+            }
+        }
         let count = components.len();
+        let objects: usize = components.iter().map(|c| c.objects.len()).sum();
         let options = DriftOptions { resync: self.plan.settings.resync, cache, ..DriftOptions::default() };
         let handle = Drift::start(cluster, components, options)
             .await
             .map_err(|e| DaemonError::Kube { reason: format!("drift detection did not start: {}", crate::network::chain(&e)) })?;
         let mut events = handle.subscribe();
         let history = self.history.clone().ok();
+        let engine = self.engine.clone();
+        let heal_drift = self.heal_drift.clone();
         let token = self.shutdown.child_token();
+        let ready = handle.when_ready();
+        let started = std::time::Instant::now();
+        self.tasks.spawn(async move {
+            if ready.await {
+                tracing::info!(objects, took_ms = started.elapsed().as_millis() as u64, "watchdog: first comparison done");
+            }
+        });
         let recorder = tokio::spawn(async move {
             loop {
                 let event = tokio::select! {
@@ -262,16 +293,51 @@ impl LabWatchdog {
                 let subject = event.object().unwrap_or("drift").to_owned();
                 let body = serde_json::to_value(&event).unwrap_or_default();
                 tracing::info!(object = %subject, event = %body["event"], "watchdog: drift");
+                let mut records = vec![Event::new(SystemTime::now(), EventKind::Drift, subject, body)];
+                records.extend(heal_drift.as_ref().and_then(|p| heal_run(p, &event)).map(|run| run.event()));
                 if let Some(history) = &history {
                     let history = history.clone();
-                    let record = Event::new(SystemTime::now(), EventKind::Drift, subject, body);
-                    let _ = tokio::task::spawn_blocking(move || history.record(&record)).await;
+                    let _ = tokio::task::spawn_blocking(move || records.iter().try_for_each(|r| history.record(r))).await;
+                }
+                // Drift is a cause for the playbooks a user adds (`heal-drift` is the drift engine's).
+                if let (Some(engine), DriftEvent::Detected(drift) | DriftEvent::Contested(drift)) = (&engine, &event) {
+                    let engine = engine.clone();
+                    let cause = Cause::Drift {
+                        component: drift.component.clone(),
+                        object: drift.object.clone(),
+                        fields: drift.fields.iter().map(|f| f.path.clone()).collect(),
+                    };
+                    tokio::spawn(async move { engine.handle(&cause).await });
                 }
             }
         });
         *running = Some((handle, recorder));
         tracing::info!(components = count, "watchdog: watching for drift");
         Ok(count)
+    }
+
+    /// (Re)starts the health loop on `cluster` ([`crate::health`]; the daemon's start and
+    /// every reload), and gives the playbooks' executor the cluster.
+    pub(crate) async fn restart_health(&self, cluster: Cluster) {
+        self.executor.set_cluster(cluster.clone());
+        let mut running = self.health.lock().await;
+        if let Some(task) = running.take() {
+            task.abort();
+        }
+        let health = crate::health::HealthLoop {
+            lab: self.lab.clone(),
+            cluster,
+            components: recorded_components(&self.dir, &self.lab),
+            history: self.history.clone().ok(),
+            engine: self.engine.clone(),
+            shared: self.health_memory.clone(),
+        };
+        *running = Some(tokio::spawn(health.run(self.shutdown.child_token())));
+    }
+
+    /// The health loop's last judgement, once it made one.
+    pub(crate) fn health(&self) -> Option<crate::health::HealthSnapshot> {
+        crate::health::last(&self.health_memory)
     }
 
     /// (Re)starts the SLO loop on `cluster` (the daemon's start and every reload, with a
@@ -354,6 +420,9 @@ impl LabWatchdog {
         if let Some((task, _)) = self.slos.lock().await.take() {
             let _ = task.await;
         }
+        if let Some(task) = self.health.lock().await.take() {
+            let _ = task.await;
+        }
         self.tasks.close();
         self.tasks.wait().await;
         if let Ok(history) = &self.history
@@ -364,8 +433,56 @@ impl LabWatchdog {
     }
 }
 
+/// The built-in `heal-drift` playbook is the drift engine's own healing (its backoff,
+/// per-object rate cap and contested rule: docs/watchdog.md), so it is taken out of the
+/// playbooks the engine runs: (`heal-drift` as configured, when it is the drift engine's;
+/// the rest). A playbook named `heal-drift` that does anything but re-apply what drifted
+/// is an ordinary playbook.
+fn split_heal_drift(playbooks: Vec<Playbook>) -> (Option<Playbook>, Vec<Playbook>) {
+    let is_drift_engines = |p: &Playbook| {
+        p.name == "heal-drift"
+            && p.actions == [Action::Reapply { object: None }]
+            && !p.triggers.is_empty()
+            && p.triggers.iter().all(|t| matches!(t, Trigger::Drift { .. }))
+    };
+    let (heal, rest): (Vec<Playbook>, Vec<Playbook>) = playbooks.into_iter().partition(is_drift_engines);
+    (heal.into_iter().next(), rest)
+}
+
+/// Whether the drift engine heals `component`: its `heal-drift` playbook is configured,
+/// not a dry run, and a trigger names the component (or `*`); else drift is reported only.
+fn heals(heal_drift: Option<&Playbook>, component: &str) -> bool {
+    heal_drift.is_some_and(|p| {
+        !p.dry_run && p.triggers.iter().any(|t| matches!(t, Trigger::Drift { component: c } if c == "*" || c == component))
+    })
+}
+
+/// A heal of the drift engine as a run of its `heal-drift` playbook, for the history's
+/// playbook runs (the dashboard, `history`); none for other events.
+fn heal_run(playbook: &Playbook, event: &DriftEvent) -> Option<idp_watchdog::Run> {
+    use idp_watchdog::playbook::{ActionResult, ActionRun};
+    let (drift, result, detail) = match event {
+        DriftEvent::Healed(d) => (d, ActionResult::Ok, format!("re-applied {} ({} heals in the window)", d.object, d.heals)),
+        DriftEvent::HealFailed { drift, error } => (drift, ActionResult::Failed, error.clone()),
+        _ => return None,
+    };
+    let at_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    Some(idp_watchdog::Run {
+        playbook: playbook.name.clone(),
+        status: if result == ActionResult::Ok { idp_watchdog::RunStatus::Ok } else { idp_watchdog::RunStatus::Failed },
+        trigger: Cause::Drift {
+            component: drift.component.clone(),
+            object: drift.object.clone(),
+            fields: drift.fields.iter().map(|f| f.path.clone()).collect(),
+        },
+        actions: vec![ActionRun { action: "reapply".into(), target: drift.object.clone(), result, detail, duration_ms: 0 }],
+        at_ms,
+        duration_ms: 0,
+    })
+}
+
 /// Serves the receiver on `listener` until `shutdown`; connections in flight finish.
-async fn serve_receiver(listener: TcpListener, engine: Arc<Engine<Unavailable>>, shutdown: CancellationToken) {
+async fn serve_receiver(listener: TcpListener, engine: Arc<LabEngine>, shutdown: CancellationToken) {
     crate::serve::serve_http("the Alertmanager receiver", listener, idp_watchdog::router(engine), shutdown).await;
 }
 

@@ -232,6 +232,13 @@ impl Cluster {
         Ok(response)
     }
 
+    /// Whether Service `name` exists in `namespace` (a proxy to a missing one is refused
+    /// with 404, which says nothing about the program behind it).
+    pub async fn service_exists(&self, namespace: &str, name: &str) -> Result<bool, KubeError> {
+        let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(self.client().clone(), namespace);
+        Ok(api.get_opt(name).await.map_err(|e| KubeError::api("read a Service", self.server(), e))?.is_some())
+    }
+
     /// The data of Secret `name` in `namespace`, or `None` when there is no such Secret.
     pub async fn secret_data(&self, namespace: &str, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, KubeError> {
         let api: Api<Secret> = Api::namespaced(self.client().clone(), namespace);

@@ -881,6 +881,28 @@ impl Engine {
     pub async fn node_names(&self, lab: &str) -> Result<Vec<String>, ProvisionError> {
         Ok(self.nodes_of(lab).await?.into_iter().map(|n| n.name).collect())
     }
+
+    /// Starts node `node` of `lab` when it is not running (the watchdog's `start-node`
+    /// action); whether it was started (false: it ran already). A container that is not
+    /// one of the lab's nodes is [`ProvisionError::NoSuchNode`]; it is never touched.
+    pub async fn start_stopped_node(&self, lab: &str, node: &str) -> Result<bool, ProvisionError> {
+        let nodes = self.nodes_of(lab).await?;
+        let Some(found) = nodes.iter().find(|n| n.name == node) else {
+            return Err(ProvisionError::NoSuchNode {
+                lab: lab.to_owned(),
+                node: node.to_owned(),
+                known: nodes.into_iter().map(|n| n.name).collect(),
+            });
+        };
+        if found.running {
+            return Ok(false);
+        }
+        self.docker
+            .start_container(node, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|source| ProvisionError::Api { what: format!("start node {node}"), source })?;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,12 @@ impl StateStore {
         StateStore { path: home.join("labs").join(lab).join("state") }
     }
 
+    /// The store of the lab whose state directory is `lab_dir` (`<lab_dir>/state`; the
+    /// daemon knows its lab by that directory).
+    pub fn in_lab_dir(lab_dir: &Path) -> StateStore {
+        StateStore { path: lab_dir.join("state") }
+    }
+
     /// The store's folder.
     pub fn path(&self) -> &Path {
         &self.path
@@ -126,6 +132,12 @@ impl StateStore {
                 }
             }
         };
+        // Vault's keys live here: the store is the owner's alone, whatever the umask.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o700));
+        }
         let out = f(&db)?;
         db.flush().map_err(|source| StateError::Store { path: self.path.clone(), source })?;
         Ok(out)
@@ -251,6 +263,16 @@ impl Record for LabRecord {
 /// The key of a lab's one [`LabRecord`].
 pub const LAB_RECORD: &str = "current";
 
+/// The lab's Vault keys (`up` keeps them here, beside Secret `vault-system/vault-init-keys`;
+/// the daemon's unseal action reads them). The store's folder is the owner's alone (0700).
+impl Record for idp_core::secrets::VaultKeys {
+    const KIND: &'static str = "vault-keys";
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// The key of a lab's one [`idp_core::secrets::VaultKeys`] record.
+pub const VAULT_KEYS_RECORD: &str = "current";
+
 /// Every lab under `home` that has a state directory, by name.
 pub fn lab_names(home: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(home.join("labs"))
@@ -286,6 +308,20 @@ mod tests {
         assert_eq!(store.get::<LabRecord>("current").expect("read"), None);
         store.destroy().expect("destroy");
         assert!(!home.path().join("labs/demo").exists());
+    }
+
+    #[test]
+    fn keeps_vault_keys_in_a_store_only_its_owner_reads() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let home = tempfile::tempdir().expect("tempdir");
+        let store = StateStore::for_lab(home.path(), "demo");
+        let keys = idp_core::secrets::VaultKeys { unseal_key: "ab12".into(), root_token: "s.root".into() };
+        store.put(VAULT_KEYS_RECORD, &keys).expect("write");
+        assert_eq!(StateStore::in_lab_dir(&home.path().join("labs/demo")).path(), store.path(), "the daemon finds the same store");
+        assert_eq!(store.get::<idp_core::secrets::VaultKeys>(VAULT_KEYS_RECORD).expect("read"), Some(keys));
+        assert_eq!(store.get::<LabRecord>(VAULT_KEYS_RECORD).expect("read"), None, "another kind does not see the keys");
+        let mode = std::fs::metadata(store.path()).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the store holds Vault's keys: group and others may not enter it");
     }
 
     #[test]

@@ -123,16 +123,7 @@ pub async fn init_and_unseal(vault: &Vault, cluster: Option<&Cluster>, known: Op
         unseal_with(vault, &keys.unseal_key).await?;
         return Ok(InitOutcome { keys, initialised: true, unsealed: true, stored_in_cluster: cluster.is_some() });
     }
-    let in_cluster = match cluster {
-        Some(cluster) => keys_in_cluster(cluster).await?,
-        None => None,
-    };
-    let keys = match (known, &in_cluster) {
-        (Some(known), Some(stored)) if known != stored => return Err(VaultError::KeysDiffer { secret: secret_name() }),
-        (Some(known), _) => known.clone(),
-        (None, Some(stored)) => stored.clone(),
-        (None, None) => return Err(VaultError::NoKeys { endpoint: vault.endpoint().to_owned(), secret: secret_name() }),
-    };
+    let (keys, in_cluster) = kept_keys(vault, cluster, known).await?;
     let unsealed = if status.sealed {
         unseal_with(vault, &keys.unseal_key).await?;
         tracing::info!(endpoint = vault.endpoint(), "unsealed Vault");
@@ -144,7 +135,7 @@ pub async fn init_and_unseal(vault: &Vault, cluster: Option<&Cluster>, known: Op
     };
     let mut stored_in_cluster = false;
     if let Some(cluster) = cluster
-        && in_cluster.is_none()
+        && !in_cluster
     {
         store_in_cluster(cluster, &keys)
             .await
@@ -152,6 +143,50 @@ pub async fn init_and_unseal(vault: &Vault, cluster: Option<&Cluster>, known: Op
         stored_in_cluster = true;
     }
     Ok(InitOutcome { keys, initialised: false, unsealed, stored_in_cluster })
+}
+
+/// The keys kept for an initialised Vault: `known` (the lab's state) or else the
+/// Secret's, which must agree when both exist; with whether the Secret has them.
+async fn kept_keys(vault: &Vault, cluster: Option<&Cluster>, known: Option<&VaultKeys>) -> Result<(VaultKeys, bool), VaultError> {
+    let in_cluster = match cluster {
+        Some(cluster) => keys_in_cluster(cluster).await?,
+        None => None,
+    };
+    let keys = match (known, &in_cluster) {
+        (Some(known), Some(stored)) if known != stored => return Err(VaultError::KeysDiffer { secret: secret_name() }),
+        (Some(known), _) => known.clone(),
+        (None, Some(stored)) => stored.clone(),
+        (None, None) => return Err(VaultError::NoKeys { endpoint: vault.endpoint().to_owned(), secret: secret_name() }),
+    };
+    Ok((keys, in_cluster.is_some()))
+}
+
+/// The watchdog's unseal action: [`unseal_if_sealed`] with the keys kept for the lab
+/// (`known`, from the lab's state, or else Secret `vault-system/vault-init-keys`, as
+/// [`init_and_unseal`] finds them), retried while Vault does not answer yet (a pod just
+/// started), for [`crate::START_GRACE`]. Never initialises: an uninitialised Vault is
+/// [`VaultError::NotInitialised`].
+pub async fn unseal_with_kept_keys(vault: &Vault, cluster: Option<&Cluster>, known: Option<&VaultKeys>) -> Result<Unseal, VaultError> {
+    let started = std::time::Instant::now();
+    loop {
+        let attempt = async {
+            let status = vault.seal_status().await?;
+            if !status.initialized {
+                return Err(VaultError::NotInitialised { endpoint: vault.endpoint().to_owned() });
+            }
+            if !status.sealed {
+                return Ok(Unseal::AlreadyUnsealed);
+            }
+            let (keys, _) = kept_keys(vault, cluster, known).await?;
+            unseal_if_sealed(vault, &keys.unseal_key).await
+        };
+        match attempt.await {
+            Err(e) if e.is_transport() && started.elapsed() < crate::START_GRACE => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The auto-unseal step: unseals Vault with `unseal_key` when it is sealed (and waits

@@ -11,6 +11,7 @@
 //!   `eso-<ns>-role` roles External Secrets logs in with, each with a read-only policy.
 //! * [`seed`]: every value of [`idp_core::secrets::SEEDS`], generated or given once and
 //!   never regenerated; Argo CD's bcrypt hash from the plaintext stored beside it.
+//! * [`unseal_with_kept_keys`]: the watchdog's unseal action, with the keys kept.
 //! * [`unseal_if_sealed`] and its trigger [`auto_unseal`] (a watch on pod `vault-0`):
 //!   a Vault that restarts sealed is unsealed again.
 //! * Readiness: [`Vault::health`] and [`Vault::wait_ready`]; ready means initialised,
@@ -30,7 +31,7 @@ mod watch;
 pub use auth::{KubernetesAuth, configure_kubernetes_auth};
 pub use client::{Health, SealStatus, Vault};
 pub use error::{Cause, VaultError};
-pub use init::{InitOutcome, Unseal, init_and_unseal, unseal_if_sealed};
+pub use init::{InitOutcome, Unseal, init_and_unseal, unseal_if_sealed, unseal_with_kept_keys};
 pub use seed::{SeedAction, SeedReport, Seeded, seed};
 pub use transport::{BoxFuture, HttpTransport, ProxyTransport, Request, Response, TOKEN_HEADER, Transport};
 pub use watch::{AutoUnseal, START_GRACE, VaultStart, auto_unseal, vault_starts};

@@ -22,7 +22,10 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use idp_core::secrets::{ESO_ROLES, KEYS_SECRET, SEEDS, VAULT_CONTAINER, VAULT_NAMESPACE, VAULT_POD, VAULT_PORT, VAULT_SERVICE};
 use idp_kube::Cluster;
 use idp_test::{ControlPlane, DockerScope, Need, Testbed, require};
-use idp_vault::{AutoUnseal, KubernetesAuth, ProxyTransport, Unseal, Vault, auto_unseal, configure_kubernetes_auth, init_and_unseal, seed};
+use idp_vault::{
+    AutoUnseal, KubernetesAuth, ProxyTransport, Unseal, Vault, VaultError, auto_unseal, configure_kubernetes_auth, init_and_unseal, seed,
+    unseal_with_kept_keys,
+};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -282,6 +285,19 @@ async fn the_lab_reaches_vault_through_the_api_server_and_auto_unseal_follows_a_
     assert_eq!(outcome.expect("unsealed"), Unseal::Unsealed);
     assert!(vault.health().await.expect("health").is_ready(), "ready again, through the service proxy");
     assert_eq!(read_seeded(&root).await.expect("read after the restart"), before, "nothing was lost or regenerated");
+
+    // The watchdog's unseal action: after another restart, the keys come from the
+    // cluster's Secret (the lab's state has none here), through the service proxy.
+    scope.docker().restart_container(&container, None::<RestartContainerOptions>).await.expect("restart again");
+    let ip = address(&scope, &container, &network).await.expect("address after the second restart");
+    point_endpoints(&endpoints, &ip).await.expect("endpoints after the second restart");
+    let differ = idp_core::secrets::VaultKeys { unseal_key: "00".into(), root_token: first.keys.root_token.clone() };
+    let err = unseal_with_kept_keys(&vault, Some(&cluster), Some(&differ)).await.expect_err("the state and the Secret disagree");
+    assert!(matches!(err, VaultError::KeysDiffer { .. }), "{err}");
+    assert!(vault.health().await.expect("health").sealed, "nothing was unsealed with keys that disagree");
+    assert_eq!(unseal_with_kept_keys(&vault, Some(&cluster), None).await.expect("unsealed with the Secret's key"), Unseal::Unsealed);
+    assert!(vault.health().await.expect("health").is_ready());
+    assert_eq!(unseal_with_kept_keys(&vault, Some(&cluster), Some(&first.keys)).await.expect("nothing to do"), Unseal::AlreadyUnsealed);
 
     // A Service without endpoints (what the endpoints controller writes while no pod is
     // ready): the API server's refusal, named.

@@ -279,6 +279,14 @@ impl DriftHandle {
         }
     }
 
+    /// Resolves once the initial full check is done ([`DriftHandle::ready`] without a
+    /// timeout, owning what it waits on, so a task can wait while the handle is used);
+    /// false when the engine stopped first.
+    pub fn when_ready(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let mut stats = self.stats.clone();
+        async move { stats.wait_for(|s| s.ready).await.is_ok() }
+    }
+
     /// Runs a full resync now and returns what it found, once every object is compared.
     /// With `uncached`, the cache is passed over: every object that exists is dry-run.
     pub async fn resync(&self, uncached: bool) -> Result<ResyncReport, DriftError> {

@@ -9,6 +9,7 @@
 
 pub mod dashboard;
 pub mod drift;
+pub mod health;
 pub mod history;
 pub mod playbook;
 pub mod prometheus;

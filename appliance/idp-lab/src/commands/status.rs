@@ -36,8 +36,13 @@ pub struct Status {
 struct HealthSection {
     /// The lab: the worst of its components.
     lab: Rollup,
-    /// `cluster` (the node containers and the API's nodes) and `daemon` (its servers).
+    /// `cluster` (the node containers and the API's nodes) and `daemon` (its servers),
+    /// then what the daemon's health loop judged: `vault`, each component idp-lab applied,
+    /// `applications` (Argo CD) and `helm-charts` (k3s).
     components: Vec<Rollup>,
+    /// When the daemon's health loop last judged the components it adds (Unix ms); none
+    /// when it has not (daemon stopped, watchdog off, no tick yet).
+    judged_at_ms: Option<u64>,
 }
 
 /// The lab daemon's section.
@@ -167,8 +172,13 @@ async fn status(lab: &Lab) -> Result<Status, Failure> {
         (true, true, false) => "degraded",
     };
     let daemon = daemon(&lab.dir()).await;
-    let health = health_section(&nodes, &api, &daemon);
-    let drift = if daemon.state == "running" && daemon.error.is_none() {
+    let answers = daemon.state == "running" && daemon.error.is_none();
+    let watched = match answers {
+        true => tokio::time::timeout(Duration::from_secs(2), idp_daemon::lab_health(&lab.dir())).await.ok().and_then(Result::ok).flatten(),
+        false => None,
+    };
+    let health = health_section(&nodes, &api, &daemon, watched);
+    let drift = if answers {
         match tokio::time::timeout(Duration::from_secs(2), idp_daemon::drift(&lab.dir())).await {
             Ok(Ok(drift)) => drift,
             _ => Vec::new(),
@@ -192,8 +202,9 @@ async fn status(lab: &Lab) -> Result<Status, Failure> {
 }
 
 /// The cluster's health from its node containers and the API's nodes, the daemon's from
-/// its state and listeners, and the lab's from both.
-fn health_section(nodes: &[NodeStatus], api: &Api, daemon: &Daemon) -> HealthSection {
+/// its state and listeners, then the components the daemon's health loop judged (its
+/// `cluster` is judged here, now), and the lab's from all.
+fn health_section(nodes: &[NodeStatus], api: &Api, daemon: &Daemon, watched: Option<idp_daemon::health::HealthSnapshot>) -> HealthSection {
     let mut cluster = Vec::new();
     for n in nodes {
         let state = (n.state != "missing").then_some(n.state.as_str());
@@ -221,8 +232,10 @@ fn health_section(nodes: &[NodeStatus], api: &Api, daemon: &Daemon) -> HealthSec
             reason: "stopped: no HTTPS entry, DNS answer or registry (`idp-lab up` starts it)".into(),
         }],
     };
-    let components = vec![health::rollup("cluster", &cluster), health::rollup("daemon", &daemon_children)];
-    HealthSection { lab: health::lab(&components), components }
+    let mut components = vec![health::rollup("cluster", &cluster), health::rollup("daemon", &daemon_children)];
+    let judged_at_ms = watched.as_ref().map(|w| w.at_ms);
+    components.extend(watched.into_iter().flat_map(|w| w.components).filter(|c| c.name != "cluster"));
+    HealthSection { lab: health::lab(&components), components, judged_at_ms }
 }
 
 async fn api_health(kubeconfig: &str) -> Result<Vec<KubeNode>, String> {
