@@ -41,7 +41,8 @@
 //! `drift_in_flight`, `drift_watch_events_total`, `drift_watch_errors_total`,
 //! `drift_dry_runs_total`, `drift_cache_hits_total`, `drift_detected_total`,
 //! `drift_heals_total`, `drift_heal_failures_total`, `drift_contested_total`,
-//! `drift_failures_total`, `drift_resyncs_total`) and the history's size
+//! `drift_failures_total`, `drift_resyncs_total`, and the watch lag:
+//! `drift_watch_lag_seconds`, `drift_watch_lag_max_seconds`) and the history's size
 //! (`history_up`, `history_events`, `history_bytes`).
 //!
 //! Playbook runs and the latest SLO samples are read from the history incrementally: the
@@ -882,6 +883,20 @@ fn metrics_text(m: &Metrics<'_>) -> String {
     counter(&mut registry, "drift_contested", "Objects that became contested", s.contested);
     counter(&mut registry, "drift_failures", "Diffs that failed", s.failures);
     counter(&mut registry, "drift_resyncs", "Full resyncs done", s.resyncs);
+    if let Some(lag) = s.watch_lag_ms {
+        gauge(
+            &mut registry,
+            "drift_watch_lag_seconds",
+            "How far behind the API server the last change event arrived (from the newest managedFields time, whole seconds: up to 1 s high)",
+            lag as f64 / 1000.0,
+        );
+    }
+    gauge(
+        &mut registry,
+        "drift_watch_lag_max_seconds",
+        "The largest watch lag seen since the drift engine started",
+        s.watch_lag_max_ms as f64 / 1000.0,
+    );
 
     gauge(
         &mut registry,

@@ -336,6 +336,11 @@ async fn a_component_of_200_objects_drifts_only_when_someone_changes_what_idp_la
         latency.0.as_secs_f64() * 1000.0,
         latency.1.as_secs_f64() * 1000.0
     );
+    // The watch lag is measured from the write the API server recorded (whole seconds).
+    let stats = handle.stats();
+    let lag = stats.watch_lag_ms.expect("a change event has a lag");
+    assert!(lag < 2000 + u64::try_from(t0.elapsed().as_millis()).unwrap_or(0), "lag {lag} ms: {stats:?}");
+    assert!(stats.watch_lag_max_ms >= lag);
     let drift = detected.drift().expect("a drift");
     assert_eq!(drift.manager.as_deref(), Some("intruder"));
     assert_eq!(drift.fields.len(), 1, "{:#?}", drift.fields);

@@ -579,6 +579,11 @@ impl Engine {
             Ok(Event::Apply(object)) => {
                 let Some((key, live)) = self.member_of(&scope_key, &object) else { return };
                 self.stats.watch_events += 1;
+                if let Some(lag) = super::report::watch_lag(&live, std::time::SystemTime::now()) {
+                    let ms = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX);
+                    self.stats.watch_lag_ms = Some(ms);
+                    self.stats.watch_lag_max_ms = self.stats.watch_lag_max_ms.max(ms);
+                }
                 let version = Some(resource_version(&live).to_owned());
                 self.observe(key, Some(live), version, Vec::new());
             }

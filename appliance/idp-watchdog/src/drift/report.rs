@@ -216,6 +216,28 @@ pub struct DriftStats {
     pub failures: u64,
     /// Full resyncs done.
     pub resyncs: u64,
+    /// The watch lag of the last change event: from the write the API server recorded
+    /// (the newest `managedFields` time, whole seconds, so up to 1 s high) to the event's
+    /// arrival here; none before the first change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_lag_ms: Option<u64>,
+    /// The largest watch lag seen.
+    #[serde(default)]
+    pub watch_lag_max_ms: u64,
+}
+
+/// How far behind the API server a watch event arrives: now minus the newest write time
+/// in the object's `managedFields` (`None` when it records none, or one in the future).
+pub(crate) fn watch_lag(live: &Value, now: std::time::SystemTime) -> Option<std::time::Duration> {
+    let newest = live
+        .pointer("/metadata/managedFields")?
+        .as_array()?
+        .iter()
+        .filter_map(|f| f.get("time")?.as_str())
+        .filter_map(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .map(std::time::SystemTime::from)
+        .max()?;
+    now.duration_since(newest).ok()
 }
 
 /// RFC 3339 times (`2026-01-01T10:00:00.123Z`) for serde.
@@ -268,6 +290,29 @@ pub(crate) fn redact_fields(kind: &str, fields: &mut [DriftField]) {
             field.live = field.live.as_ref().map(|_| Value::String("(hidden)".to_owned()));
             field.desired = field.desired.as_ref().map(|_| Value::String("(hidden)".to_owned()));
         }
+    }
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::watch_lag;
+    use serde_json::json;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn the_lag_runs_from_the_newest_write_the_api_server_recorded() {
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        // 2026-12-01T20:00:00Z and 20:00:05Z.
+        let live = json!({"metadata": {"managedFields": [
+            {"manager": "idp-lab", "time": "2026-12-01T20:00:00Z"},
+            {"manager": "kubectl-edit", "time": "2026-12-01T20:00:05Z"},
+            {"manager": "no-time"}
+        ]}});
+        let newest = 1_796_155_205;
+        assert_eq!(watch_lag(&live, at(newest) + Duration::from_millis(250)), Some(Duration::from_millis(250)));
+        assert_eq!(watch_lag(&live, at(newest - 1)), None, "a write in the future is no lag");
+        assert_eq!(watch_lag(&json!({"metadata": {}}), SystemTime::now()), None, "no managedFields: unknown");
+        assert_eq!(watch_lag(&json!({"metadata": {"managedFields": [{"time": "not a time"}]}}), SystemTime::now()), None);
     }
 }
 
