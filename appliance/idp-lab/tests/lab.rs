@@ -383,8 +383,16 @@ async fn lifecycle(image: &str, kind: Nodes) {
     let all: Vec<String> = servers.iter().chain(&agents).cloned().collect();
     assert_eq!(up["nodes"].as_array().map(Vec::len), Some(3), "{up}");
 
-    // What the Docker API shows.
-    let status = lab.json(&["status"]);
+    // What the Docker API shows, once the daemon's health loop judged the lab (its first
+    // tick runs as the daemon (re)starts, so a status right after `up` may precede it).
+    let began = std::time::Instant::now();
+    let status = loop {
+        let status = lab.json(&["status"]);
+        if status["health"]["judgedAtMs"].is_number() || began.elapsed() > std::time::Duration::from_secs(30) {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     if kind == Nodes::StandIn {
         status_shape_is_documented(&status);
     }
@@ -393,8 +401,16 @@ async fn lifecycle(image: &str, kind: Nodes) {
     let api_port = status["ports"]["api"].as_u64().expect("api port");
     let https_port = status["ports"]["https"].as_u64().expect("https port");
     let first_daemon = lab_daemon_serves(&lab, &up, &status);
-    // The watchdog's history is held by the daemon; nothing happened yet.
-    assert_eq!(lab.json(&["history"]), serde_json::json!([]), "a new lab's history is empty");
+    // The watchdog's history is held by the daemon; nothing happened yet but the health
+    // loop's first judgement: one verdict per component it judged, and the lab's.
+    let history = lab.json(&["history"]);
+    let events = history.as_array().expect("a list");
+    assert!(!events.is_empty(), "the first judgement is recorded: {history}");
+    assert!(
+        events.iter().all(|e| e["kind"] == "verdict" && e["subject"].as_str().is_some_and(|s| s.starts_with("health ")) && e["body"]["from"].is_null()),
+        "a new lab's history holds only first verdicts: {history}"
+    );
+    assert!(events.iter().any(|e| e["subject"] == "health lab"), "{history}");
     if kind == Nodes::StandIn {
         watched_for_drift(&lab).await;
     }
