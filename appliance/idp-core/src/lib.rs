@@ -6,6 +6,7 @@ pub mod assets;
 pub mod catalogue;
 pub mod cluster;
 pub mod config;
+pub mod delivery;
 pub mod diag;
 pub mod drift;
 pub mod health;

@@ -4,6 +4,7 @@
 
 use crate::catalogue::{Catalogue, CatalogueError, Component, Delivery, Route};
 use crate::config::Config;
+use crate::delivery::{self, ChartSource, ProjectScope, StackArtifact};
 use crate::settings::NetworkSettings;
 use crate::yaml;
 use serde_json::{Map, Value, json};
@@ -32,7 +33,16 @@ impl Vars {
         v.insert("URL_PORT", if https_port == 443 { String::new() } else { format!(":{https_port}") });
         v.insert("HTTP_NODEPORT", network.http_nodeport.to_string());
         v.insert("HTTPS_NODEPORT", network.https_nodeport.to_string());
+        v.insert(delivery::LAB_REGISTRY_VAR, registry_address(DEFAULT_GATEWAY));
         Vars(v)
+    }
+
+    /// The same variables for a lab whose network has gateway `gateway` (known once the
+    /// lab exists; until then the gateway of the first subnet `up` tries,
+    /// [`DEFAULT_GATEWAY`]).
+    pub fn with_gateway(mut self, gateway: std::net::Ipv4Addr) -> Vars {
+        self.0.insert(delivery::LAB_REGISTRY_VAR, registry_address(gateway));
+        self
     }
 
     /// The names of all variables.
@@ -68,6 +78,15 @@ impl Vars {
         out.push_str(rest);
         Ok(out)
     }
+}
+
+/// The gateway of the first subnet `up` tries for a lab network (172.30.0.0/24): the
+/// lab registry's address in a render made before the lab exists.
+pub const DEFAULT_GATEWAY: std::net::Ipv4Addr = std::net::Ipv4Addr::new(172, 30, 0, 1);
+
+/// The lab registry as pods and nodes reach it: `<gateway>:5000`.
+pub fn registry_address(gateway: std::net::Ipv4Addr) -> String {
+    format!("{gateway}:{}", crate::cluster::REGISTRY_PORT)
 }
 
 /// `text` with every regular-expression metacharacter escaped (RE2/Go syntax, as
@@ -113,6 +132,16 @@ pub struct RenderedComponent {
     pub wave: i32,
     /// Its items, in apply order.
     pub items: Vec<Item>,
+    /// What Argo CD delivers of it (`delivery: gitops`): its manifests, substituted and
+    /// labelled, pushed to the lab registry as its stack artifact; not applied by idp-lab.
+    pub delivered: Vec<Value>,
+}
+
+impl RenderedComponent {
+    /// Its stack artifact, when Argo CD delivers manifests of it.
+    pub fn artifact(&self) -> Option<StackArtifact> {
+        (!self.delivered.is_empty()).then(|| StackArtifact::of(&self.name, &self.delivered))
+    }
 }
 
 /// Everything a lab applies, in apply order.
@@ -138,9 +167,38 @@ pub enum RenderError {
     },
 }
 
-/// Renders every enabled component.
+/// Renders every enabled component, and, when Argo CD delivers any, the
+/// [`delivery::GITOPS_COMPONENT`] with their AppProjects (see [`crate::delivery`]).
 pub fn render(config: &Config, catalogue: &Catalogue, vars: &Vars) -> Result<Rendered, RenderError> {
-    let components = catalogue.enabled(&config.stacks).map(|c| render_component(config, c, vars)).collect::<Result<_, _>>()?;
+    let mut components: Vec<RenderedComponent> =
+        catalogue.enabled(&config.stacks).map(|c| render_component(config, c, vars)).collect::<Result<_, _>>()?;
+    let registry = vars.get(delivery::LAB_REGISTRY_VAR).unwrap_or_default().to_owned();
+    let mut scopes: BTreeMap<String, ProjectScope> = BTreeMap::new();
+    for (c, rendered) in catalogue.enabled(&config.stacks).zip(&components) {
+        if c.delivery != Delivery::Gitops {
+            continue;
+        }
+        let application = rendered.items.iter().find_map(|i| match i {
+            Item::Object(o) if o["kind"] == "Application" && o["metadata"]["name"] == c.name.as_str() => Some(o),
+            _ => None,
+        });
+        if let Some(application) = application {
+            scopes.entry(c.stack.as_str().to_owned()).or_default().add(application, &rendered.delivered);
+        }
+    }
+    if !scopes.is_empty() {
+        let mut items: Vec<Item> = delivery::gitops_objects(&registry, &scopes).into_iter().map(Item::Object).collect();
+        for item in &mut items {
+            if let Item::Object(obj) = item {
+                label(obj, delivery::GITOPS_COMPONENT, &config.lab.name);
+            }
+        }
+        let at = components.iter().position(|c| c.wave > delivery::GITOPS_WAVE).unwrap_or(components.len());
+        components.insert(
+            at,
+            RenderedComponent { name: delivery::GITOPS_COMPONENT.into(), wave: delivery::GITOPS_WAVE, items, delivered: Vec::new() },
+        );
+    }
     Ok(Rendered { components })
 }
 
@@ -148,28 +206,82 @@ fn file_error(c: &Component, file: &str, message: impl Into<String>) -> RenderEr
     RenderError::File { file: c.file_path(file), message: message.into() }
 }
 
+/// A component's chart values: `values`, with `prod_values` merged over them when the
+/// `prod` dial is on; substituted.
+pub fn chart_values(config: &Config, c: &Component, vars: &Vars) -> Result<Value, RenderError> {
+    let Some(chart) = &c.chart else { return Ok(json!({})) };
+    let mut values = match &chart.values {
+        Some(f) => load_values(c, f, vars)?,
+        None => json!({}),
+    };
+    if config.stacks.prod
+        && let Some(f) = &chart.prod_values
+    {
+        merge(&mut values, load_values(c, f, vars)?);
+    }
+    Ok(values)
+}
+
 fn render_component(config: &Config, c: &Component, vars: &Vars) -> Result<RenderedComponent, RenderError> {
     let mut items = Vec::new();
     for up in &c.upstream {
         items.push(Item::Reference { url: up.url.clone(), sha256: up.sha256.clone(), version: up.version.clone() });
     }
-    if let (Some(chart), Delivery::HelmController) = (&c.chart, c.delivery) {
-        let mut values = match &chart.values {
-            Some(f) => load_values(c, f, vars)?,
-            None => json!({}),
-        };
-        if config.stacks.prod
-            && let Some(f) = &chart.prod_values
-        {
-            merge(&mut values, load_values(c, f, vars)?);
+    let mut manifests = Vec::new();
+    for file in &c.manifests {
+        let text = vars.substitute(&c.file(file)?).map_err(|e| file_error(c, file, e))?;
+        let docs = yaml::parse_documents(&text).map_err(|e| file_error(c, file, e))?;
+        for doc in docs {
+            check_object(&doc).map_err(|e| file_error(c, file, e))?;
+            manifests.push(doc);
         }
+    }
+    let registry = vars.get(delivery::LAB_REGISTRY_VAR).unwrap_or_default();
+    if c.delivery == Delivery::Gitops {
+        for obj in &mut manifests {
+            label(obj, &c.name, &config.lab.name);
+        }
+        let artifact = (!manifests.is_empty()).then(|| StackArtifact::of(&c.name, &manifests));
+        let chart = match &c.chart {
+            Some(chart) => Some(ChartSource {
+                chart: chart.name.clone(),
+                version: config.versions.get(&c.name).unwrap_or(&chart.version).clone(),
+                values: chart_values(config, c, vars)?,
+            }),
+            None => None,
+        };
+        let mut application =
+            delivery::application(&c.name, c.stack.as_str(), &c.namespace, c.wave, registry, chart.as_ref(), artifact.as_ref());
+        label(&mut application, &c.name, &config.lab.name);
+        items.push(Item::Object(application));
+        for route in &c.routes {
+            let mut route = http_route(c, route, vars);
+            label(&mut route, &c.name, &config.lab.name);
+            items.push(Item::Object(route));
+        }
+        return Ok(RenderedComponent { name: c.name.clone(), wave: c.wave, items, delivered: manifests });
+    }
+    if let Some(chart) = &c.chart {
+        let values = chart_values(config, c, vars)?;
         let version = config.versions.get(&c.name).unwrap_or(&chart.version);
-        let mut spec = json!({
-            "repo": chart.repo,
-            "chart": chart.name,
-            "version": version,
-            "targetNamespace": c.namespace,
-        });
+        let mut spec = if config.registry.offline {
+            // Offline, the chart comes from the lab registry (pushed there by `up` from
+            // the bundle), over plain HTTP; the install Job of a bootstrap chart runs on
+            // the host network, where the gateway is reachable before a CNI exists.
+            json!({
+                "chart": format!("oci://{registry}/{}", delivery::chart_repository(&chart.name)),
+                "version": version,
+                "plainHTTP": true,
+                "targetNamespace": c.namespace,
+            })
+        } else {
+            json!({
+                "repo": chart.repo,
+                "chart": chart.name,
+                "version": version,
+                "targetNamespace": c.namespace,
+            })
+        };
         if chart.bootstrap {
             spec["bootstrap"] = json!(true);
         }
@@ -183,14 +295,7 @@ fn render_component(config: &Config, c: &Component, vars: &Vars) -> Result<Rende
             "spec": spec,
         })));
     }
-    for file in &c.manifests {
-        let text = vars.substitute(&c.file(file)?).map_err(|e| file_error(c, file, e))?;
-        let docs = yaml::parse_documents(&text).map_err(|e| file_error(c, file, e))?;
-        for doc in docs {
-            check_object(&doc).map_err(|e| file_error(c, file, e))?;
-            items.push(Item::Object(doc));
-        }
-    }
+    items.extend(manifests.into_iter().map(Item::Object));
     for route in &c.routes {
         items.push(Item::Object(http_route(c, route, vars)));
     }
@@ -199,7 +304,7 @@ fn render_component(config: &Config, c: &Component, vars: &Vars) -> Result<Rende
             label(obj, &c.name, &config.lab.name);
         }
     }
-    Ok(RenderedComponent { name: c.name.clone(), wave: c.wave, items })
+    Ok(RenderedComponent { name: c.name.clone(), wave: c.wave, items, delivered: Vec::new() })
 }
 
 fn load_values(c: &Component, file: &str, vars: &Vars) -> Result<Value, RenderError> {
@@ -301,24 +406,40 @@ impl Rendered {
                     }
                 }
             }
+            if let Some(artifact) = c.artifact() {
+                out.push_str(&format!(
+                    "# delivered by Argo CD from the lab registry's {}:{} (`render -o json` shows them):\n",
+                    artifact.repository, artifact.tag
+                ));
+                for o in &c.delivered {
+                    let at = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or_default();
+                    let namespace = at("/metadata/namespace");
+                    let slash = if namespace.is_empty() { "" } else { "/" };
+                    out.push_str(&format!("#   {} {namespace}{slash}{}\n", at("/kind"), at("/metadata/name")));
+                }
+            }
         }
         out
     }
 
     /// The whole render as one JSON value: an array of items with their component and wave.
     pub fn to_json(&self) -> Value {
-        let items: Vec<Value> = self
-            .components
-            .iter()
-            .flat_map(|c| {
-                c.items.iter().map(move |i| match i {
+        let items: Vec<Value> =
+            self.components
+                .iter()
+                .flat_map(|c| {
+                    c.items.iter().map(move |i| match i {
                     Item::Object(v) => json!({"component": c.name, "wave": c.wave, "object": v}),
                     Item::Reference { url, sha256, version } => {
                         json!({"component": c.name, "wave": c.wave, "reference": {"url": url, "sha256": sha256, "version": version}})
                     }
                 })
-            })
-            .collect();
+                .chain(c.artifact().into_iter().flat_map(move |a| {
+                    let artifact = format!("{}:{}", a.repository, a.tag);
+                    c.delivered.iter().map(move |o| json!({"component": c.name, "wave": c.wave, "delivered": o, "artifact": artifact}))
+                }))
+                })
+                .collect();
         Value::Array(items)
     }
 }

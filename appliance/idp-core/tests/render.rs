@@ -298,8 +298,14 @@ fn the_image_walker_finds_both_reference_forms() {
     let values = "image: ghcr.io/a/b:v1\nsub:\n  image:\n    registry: quay.io\n    repository: c/d\n    tag: v2\n";
     let object = serde_json::json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"},
         "spec": {"containers": [{"image": "docker.io/e/f:v3"}], "valuesContent": values}});
-    let synthetic =
-        Rendered { components: vec![render::RenderedComponent { name: "demo".into(), wave: 0, items: vec![Item::Object(object)] }] };
+    let synthetic = Rendered {
+        components: vec![render::RenderedComponent {
+            name: "demo".into(),
+            wave: 0,
+            items: vec![Item::Object(object)],
+            delivered: Vec::new(),
+        }],
+    };
     let found: Vec<String> = referenced_images(&synthetic).into_iter().map(|(_, i)| i).collect();
     assert_eq!(found, ["docker.io/e/f:v3", "ghcr.io/a/b:v1", "quay.io/c/d:v2"]);
 }
@@ -335,7 +341,119 @@ fn rendering_is_deterministic() {
 #[test]
 fn every_profile_renders_and_is_pinned_by_a_snapshot() {
     for profile in profiles::names() {
-        let text = Rendered::to_yaml_stream(&rendered(&profile).components);
+        let r = rendered(&profile);
+        let mut text = Rendered::to_yaml_stream(&r.components);
+        // And what Argo CD delivers: each stack artifact's manifests, as pushed.
+        for c in &r.components {
+            if let Some(artifact) = c.artifact() {
+                text.push_str(&format!("# stack artifact {}:{}\n{}", artifact.repository, artifact.tag, artifact.manifests));
+            }
+        }
         insta::assert_snapshot!(format!("render-{profile}"), text);
     }
+}
+
+/// Argo CD delivers every gitops component from the lab registry: one Application each
+/// (its chart and its stack artifact), its manifests only in its artifact, an AppProject
+/// per stack scoped to exactly that, and the registry's credentials.
+#[test]
+fn argo_cd_delivers_every_stack_from_the_lab_registry() {
+    let (catalogue, config) = config("full");
+    let r = rendered("full");
+    let registry = "oci://172.30.0.1:5000/local/";
+    let gitops: Vec<&idp_core::catalogue::Component> =
+        catalogue.enabled(&config.stacks).filter(|c| c.delivery == idp_core::catalogue::Delivery::Gitops).collect();
+    assert!(gitops.len() >= 12, "{}", gitops.len());
+    for c in &gitops {
+        let rc = r.components.iter().find(|rc| rc.name == c.name).expect("rendered");
+        let kinds: Vec<&str> = rc.items.iter().filter_map(|i| if let Item::Object(o) = i { o["kind"].as_str() } else { None }).collect();
+        assert_eq!(kinds[0], "Application", "{}: {kinds:?}", c.name);
+        assert!(kinds[1..].iter().all(|k| *k == "HTTPRoute"), "{}: only its routes are applied directly: {kinds:?}", c.name);
+        assert_eq!(rc.delivered.is_empty(), c.manifests.is_empty(), "{}: its manifests are delivered", c.name);
+        let app = find(&r, "Application", &c.name);
+        assert_eq!((&app["metadata"]["namespace"], &app["spec"]["project"]), (&Value::from("argocd"), &Value::from(c.stack.as_str())));
+        assert_eq!(app["spec"]["destination"]["namespace"], c.namespace.as_str());
+        let sources = app["spec"]["sources"].as_array().expect("sources");
+        assert!(sources.iter().all(|s| s["repoURL"].as_str().is_some_and(|u| u.starts_with(registry))), "{}: {sources:?}", c.name);
+        if let Some(chart) = &c.chart {
+            assert_eq!(sources[0]["repoURL"], format!("{registry}charts/{}", chart.name));
+            assert_eq!(sources[0]["targetRevision"], chart.version.as_str());
+        }
+        match rc.artifact() {
+            Some(artifact) => {
+                let last = sources.last().expect("a source");
+                assert_eq!(last["repoURL"], format!("oci://172.30.0.1:5000/{}", artifact.repository));
+                assert_eq!(last["targetRevision"], artifact.tag.as_str());
+                for o in &rc.delivered {
+                    assert!(!r.objects().any(|(_, applied)| applied == o), "{}: a delivered object is also applied", c.name);
+                    assert_eq!(o["metadata"]["labels"]["idp-lab.dev/component"], c.name.as_str());
+                }
+            }
+            None => assert!(c.manifests.is_empty(), "{}", c.name),
+        }
+    }
+    // No custom resource of a chart Argo CD installs is applied by idp-lab.
+    for kind in ["ClusterPolicy", "ServiceLevelObjective", "WorkflowTemplate", "EventBus", "Sensor", "EventSource"] {
+        assert!(objects(&r, kind).is_empty(), "{kind} is applied directly");
+    }
+    // The projects: one per stack with applications, exactly their sources and namespaces.
+    let projects = objects(&r, "AppProject");
+    let mut stacks: Vec<&str> = gitops.iter().map(|c| c.stack.as_str()).collect();
+    stacks.sort();
+    stacks.dedup();
+    assert_eq!(projects.iter().map(|p| s(&p["metadata"]["name"])).collect::<Vec<_>>(), stacks);
+    for p in &projects {
+        let stack = s(&p["metadata"]["name"]);
+        let apps: Vec<&Value> = objects(&r, "Application").into_iter().filter(|a| a["spec"]["project"] == stack).collect();
+        let mut want: Vec<&str> = apps
+            .iter()
+            .flat_map(|a| a["spec"]["sources"].as_array().into_iter().flatten())
+            .map(|s| s["repoURL"].as_str().unwrap_or(""))
+            .collect();
+        want.sort();
+        want.dedup();
+        let got: Vec<&str> = p["spec"]["sourceRepos"].as_array().expect("repos").iter().map(s).collect();
+        assert_eq!(got, want, "{stack}");
+        let namespaces: Vec<&str> =
+            p["spec"]["destinations"].as_array().expect("destinations").iter().map(|d| s(&d["namespace"])).collect();
+        for a in &apps {
+            assert!(namespaces.contains(&s(&a["spec"]["destination"]["namespace"])), "{stack}: {namespaces:?}");
+        }
+    }
+    let gitops_component = r.components.iter().find(|c| c.name == "gitops").expect("the gitops component");
+    assert_eq!(gitops_component.wave, 90);
+    let creds = find(&r, "Secret", "idp-lab-registry");
+    assert_eq!(creds["stringData"]["url"], "oci://172.30.0.1:5000");
+    // The render is the same twice (artifact tags are content hashes).
+    assert_eq!(rendered("full"), r);
+}
+
+/// Offline, the bootstrap charts come from the lab registry too.
+#[test]
+fn the_airgap_render_takes_every_chart_from_the_lab_registry() {
+    let r = rendered("airgap");
+    let charts = objects(&r, "HelmChart");
+    assert!(!charts.is_empty());
+    for chart in charts {
+        let spec = &chart["spec"];
+        assert!(s(&spec["chart"]).starts_with("oci://172.30.0.1:5000/local/charts/"), "{spec}");
+        assert_eq!(spec["plainHTTP"], true, "{spec}");
+        assert!(spec.get("repo").is_none(), "no upstream repository offline: {spec}");
+    }
+    let standard = rendered("standard");
+    assert!(objects(&standard, "HelmChart").iter().all(|c| c["spec"]["repo"].as_str().is_some_and(|r| r.starts_with("https://"))));
+}
+
+/// A lab's own gateway names its registry everywhere.
+#[test]
+fn the_lab_registry_is_the_labs_gateway() {
+    let (catalogue, config) = config("full");
+    let settings = idp_core::settings::resolve(&config, &idp_core::settings::Probes::default()).expect("settings");
+    let vars = Vars::new(&config, &settings.network).with_gateway(std::net::Ipv4Addr::new(172, 30, 7, 1));
+    let r = render::render(&config, &catalogue, &vars).expect("renders");
+    let text = Rendered::to_yaml_stream(&r.components);
+    assert!(!text.contains("172.30.0.1"), "the default gateway is gone");
+    assert!(text.contains("oci://172.30.7.1:5000/local/stacks/"));
+    let trivy = find(&r, "Application", "trivy-operator");
+    assert_eq!(trivy["spec"]["sources"][0]["helm"]["valuesObject"]["trivy"]["dbRegistry"], "172.30.7.1:5000");
 }

@@ -109,13 +109,41 @@ fn everything_each_profile_renders_is_locked() {
                         }
                         if o["kind"] == "HelmChart" {
                             let spec = &o["spec"];
-                            let locked = entries.iter().any(|e| {
-                                matches!(e.artifact, Artifact::Chart(c)
-                                if same_repository(&c.repository, spec["repo"].as_str().unwrap_or_default())
-                                    && c.name == spec["chart"] && c.version == spec["version"])
-                            });
+                            let chart = spec["chart"].as_str().unwrap_or_default();
+                            let locked = match chart.strip_prefix("oci://") {
+                                // Offline: the lab registry's copy, by name and version.
+                                Some(at) => {
+                                    let name =
+                                        at.strip_prefix(&format!("{}/local/charts/", render::registry_address(render::DEFAULT_GATEWAY)));
+                                    assert_eq!(spec["plainHTTP"], true, "profile {profile}: {spec}");
+                                    entries.iter().any(|e| {
+                                        matches!(e.artifact, Artifact::Chart(c) if Some(c.name.as_str()) == name && c.version == spec["version"])
+                                    })
+                                }
+                                None => entries.iter().any(|e| {
+                                    matches!(e.artifact, Artifact::Chart(c)
+                                    if same_repository(&c.repository, spec["repo"].as_str().unwrap_or_default())
+                                        && c.name == chart && c.version == spec["version"])
+                                }),
+                            };
                             assert!(locked, "profile {profile}: {} renders HelmChart {spec}, whose chart the lock lacks", component.name);
                             checked += 1;
+                        }
+                        if o["kind"] == "Application" {
+                            // Argo CD's charts come from the lab registry too.
+                            let prefix = format!("oci://{}/local/charts/", render::registry_address(render::DEFAULT_GATEWAY));
+                            for source in o["spec"]["sources"].as_array().into_iter().flatten() {
+                                let Some(name) = source["repoURL"].as_str().and_then(|u| u.strip_prefix(&prefix)) else { continue };
+                                let locked = entries.iter().any(
+                                    |e| matches!(e.artifact, Artifact::Chart(c) if c.name == name && c.version == source["targetRevision"]),
+                                );
+                                assert!(
+                                    locked,
+                                    "profile {profile}: {} renders chart source {source}, whose chart the lock lacks",
+                                    component.name
+                                );
+                                checked += 1;
+                            }
                         }
                     }
                 }

@@ -11,7 +11,11 @@ pub fn run(global: &Global, printer: Printer, args: RenderArgs) -> Result<(), Fa
     // For a lab that exists, the ports its first `up` pinned; else what `up` would pick now.
     let settings = ctx.settings()?;
     let (suffix, https) = (settings.network.dns_suffix.clone(), settings.network.ports.https);
-    let vars = Vars::new(&ctx.config, &settings.network);
+    let mut vars = Vars::new(&ctx.config, &settings.network);
+    // For a lab that exists, its registry on its network's gateway.
+    if let Some(plan) = crate::context::lab_record(&ctx.config.lab.name)?.and_then(|r| r.plan) {
+        vars = vars.with_gateway(plan.network.gateway);
+    }
     let rendered = render::render(&ctx.config, &ctx.catalogue, &vars)?;
     tracing::info!(profile = %ctx.config.lab.profile, dns_suffix = %suffix, https_port = https, objects = rendered.objects().count(), "rendered");
     match &args.out {
