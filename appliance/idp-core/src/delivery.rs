@@ -9,8 +9,7 @@
 //!   no internet;
 //! - its HTTPRoutes, applied directly (the edge watches them).
 //!
-//! One more component, [`GITOPS_COMPONENT`] (wave [`GITOPS_WAVE`], between the bootstrap and
-//! the stacks), holds an `AppProject` per stack (its sources: exactly its applications'
+//! One more component, [`GITOPS_COMPONENT`] (wave [`GITOPS_WAVE`], right after Argo CD), holds an `AppProject` per stack (its sources: exactly its applications'
 //! repositories; its destinations: exactly the namespaces its objects land in) and the
 //! repository credentials that let Argo CD read the lab registry over plain HTTP.
 //!
@@ -29,8 +28,8 @@ pub const ARGOCD_NAMESPACE: &str = "argocd";
 /// The synthetic component holding the AppProjects and the registry's credentials.
 pub const GITOPS_COMPONENT: &str = "gitops";
 
-/// Its wave: after Argo CD (50) and the Gateway (60), before the stacks (100 and up).
-pub const GITOPS_WAVE: i32 = 90;
+/// Its wave: right after Argo CD (50), before the Gateway (60) and the stacks (100 and up).
+pub const GITOPS_WAVE: i32 = 55;
 
 /// The render variable naming the lab registry as pods and nodes reach it
 /// (`<lab network gateway>:5000`).

@@ -3,6 +3,7 @@
 //! the binary.
 
 pub mod assets;
+pub mod bootstrap;
 pub mod catalogue;
 pub mod cluster;
 pub mod config;

@@ -48,8 +48,9 @@ const BACKDATE: Duration = Duration::hours(1);
 /// A CA with less left than this is treated as expired.
 const MIN_REMAINING: Duration = Duration::days(1);
 
-/// The lab CA, loaded from or created in its folder. Its key never leaves this value:
-/// it is not shown by `Debug` and there is no accessor for it.
+/// The lab CA, loaded from or created in its folder. Its key is not shown by `Debug`; it
+/// leaves this value only through [`LabCa::for_cluster_issuer`], for the lab's own
+/// cert-manager (the name constraints bound what either can sign).
 pub struct LabCa {
     dir: PathBuf,
     cert_pem: String,
@@ -127,6 +128,16 @@ impl LabCa {
     /// The CA certificate, PEM: what a browser or a cluster is told to trust.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// The CA's certificate and key, PEM, as the Secret of the lab cluster's cert-manager
+    /// `ca-issuer` holds them, so that what it issues chains to the CA the host trusts.
+    /// Whatever it signs is bound by the same name constraints (the lab's suffixes, no IP
+    /// addresses), so the cluster can mint certificates only for names it serves anyway.
+    pub fn for_cluster_issuer(&self) -> Result<Leaf, EdgeError> {
+        let key_path = self.dir.join(KEY_FILE);
+        let key_pem = fs::read_to_string(&key_path).map_err(io("read", &key_path))?;
+        Ok(Leaf { cert_pem: self.cert_pem.clone(), key_pem })
     }
 
     /// Where the CA certificate is stored.

@@ -426,3 +426,80 @@ fn status_line(status: &kube::core::Status) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// How often a kind not served yet (its CRD comes with a chart being installed) is asked
+/// for again while waiting on a component's readiness entries.
+const UNSERVED_RETRY: Duration = Duration::from_secs(1);
+
+/// The `apiVersion` of a readiness entry that names none: the built-in kinds' own.
+fn default_api_version(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => Some("apps/v1"),
+        "Job" => Some("batch/v1"),
+        "Namespace" | "Service" | "ConfigMap" | "Secret" | "ServiceAccount" | "PersistentVolumeClaim" | "LimitRange"
+        | "ResourceQuota" | "Pod" => Some("v1"),
+        _ => None,
+    }
+}
+
+impl crate::Cluster {
+    /// Waits until every object a component's `readiness` entries name is ready (the
+    /// verdicts of [`idp_core::readiness`]), for at most `timeout`: objects the component's
+    /// charts make, which the apply engine did not apply itself. A namespaced entry without
+    /// a namespace is in `namespace`. A kind the API server does not serve yet (its CRD
+    /// comes with the chart) is asked for again until it is, within the same deadline.
+    ///
+    /// Errors: [`KubeError::NotReadyInTime`] naming every object not ready and why,
+    /// [`KubeError::Failed`] for one that will not get ready, [`KubeError::NotServed`]
+    /// for a kind still not served at the deadline, [`KubeError::Input`] for an entry
+    /// of a kind without `apiVersion` that is not built in.
+    pub async fn wait_for_readiness(
+        &self,
+        entries: &[idp_core::catalogue::Readiness],
+        namespace: &str,
+        timeout: Duration,
+        on_change: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<(), KubeError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let discovery = crate::discovery::Discovery::new(self.client().clone(), self.server());
+        let mut problems = Vec::new();
+        let mut wanted = Vec::new();
+        for entry in entries {
+            match entry.api_version.as_deref().or_else(|| default_api_version(&entry.kind)) {
+                Some(api_version) => wanted.push((entry, api_version.to_owned())),
+                None => problems.push(format!("readiness entry {} {} names no apiVersion and its kind is not built in", entry.kind, entry.name)),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(KubeError::Input { problems });
+        }
+        let mut targets = Vec::with_capacity(wanted.len());
+        for (entry, api_version) in wanted {
+            let kind = loop {
+                discovery.forget(&api_version);
+                if let Some(kind) = discovery.resolve(&api_version, &entry.kind).await? {
+                    break kind;
+                }
+                if Instant::now() + UNSERVED_RETRY > deadline {
+                    return Err(KubeError::NotServed {
+                        server: self.server().to_owned(),
+                        kinds: vec![format!("{} {api_version}", entry.kind)],
+                        dry_run: false,
+                    });
+                }
+                tokio::time::sleep(UNSERVED_RETRY).await;
+            };
+            let namespace = if kind.namespaced { entry.namespace.clone().unwrap_or_else(|| namespace.to_owned()) } else { String::new() };
+            let identity = Identity {
+                group: idp_core::objects::api_group(&api_version).to_owned(),
+                kind: entry.kind.clone(),
+                namespace: namespace.clone(),
+                name: entry.name.clone(),
+            };
+            targets.push(Target { kind, namespace, name: entry.name.clone(), identity });
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        until_ready(self.client(), self.server(), &targets, remaining, on_change).await
+    }
+}
