@@ -196,6 +196,41 @@ pub enum BundleError {
     /// ([`crate::docker_archive::docker_archive`]).
     #[error(transparent)]
     DockerArchive(Box<ArchiveError>),
+    /// Pushing an artifact to a registry failed or was refused ([`crate::publish`]).
+    #[error("failed to publish {repository}:{tag} to {registry}")]
+    Publish {
+        /// The registry's URL (`http://host:port`).
+        registry: String,
+        /// The repository (`local/charts/<chart>`, `local/stacks/<component>`).
+        repository: String,
+        /// The tag.
+        tag: String,
+        /// What the registry or the transport said.
+        #[source]
+        source: Box<ClientError>,
+    },
+    /// A chart package that is not a Helm chart package of the chart and version it is
+    /// published as.
+    #[error("the package of chart {chart} {version} {reason}")]
+    Package {
+        /// The chart's name.
+        chart: String,
+        /// Its version.
+        version: String,
+        /// What is wrong (`is not gzip-compressed`, `has no <chart>/Chart.yaml`, ...).
+        reason: String,
+        /// The reader's or parser's error, when one said it.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// An artifact that should be a Helm chart is not one.
+    #[error("{artifact} is not a Helm chart: {reason}")]
+    NotAChart {
+        /// The artifact's reference.
+        artifact: String,
+        /// What it is instead.
+        reason: String,
+    },
 }
 
 impl BundleError {

@@ -15,7 +15,7 @@
 
 use crate::bundle::{
     BundleError, DIGEST_ANNOTATION, FILE_ARTIFACT_TYPE, KIND_ANNOTATION, Kind, ORIGINAL_ANNOTATION, OWNERS_ANNOTATION,
-    PLATFORMS_ANNOTATION, SOURCE_ANNOTATION, TITLE_ANNOTATION, UNVERIFIED_ANNOTATION, VERSION_ANNOTATION, digest, platform_key,
+    PLATFORMS_ANNOTATION, SOURCE_ANNOTATION, TITLE_ANNOTATION, UNVERIFIED_ANNOTATION, digest, platform_key,
 };
 use crate::client::Client;
 use crate::error::ClientError;
@@ -696,25 +696,14 @@ impl Run<'_> {
                 client.download_chart(&chart, locked, &mut sink).await
             })
             .await?;
-        // Helm's config is the chart's metadata as JSON; these are the fields the lock knows.
-        let config = serde_json::json!({ "apiVersion": "v2", "name": name, "version": version });
-        let config = serde_json::to_vec(&config).unwrap_or_default();
-        let config_digest = self.work.put_bytes(&config)?;
-        let mut layer = Descriptor::new(HELM_CHART_CONTENT, content.digest, content.size);
-        layer.annotations = Some(BTreeMap::from([(TITLE_ANNOTATION.to_owned(), format!("{name}-{version}.tgz"))]));
-        let manifest = ImageManifest {
-            schema_version: 2,
-            media_type: Some(OCI_MANIFEST.into()),
-            artifact_type: None,
-            config: Descriptor::new(HELM_CONFIG, config_digest, config.len() as u64),
-            layers: vec![layer],
-            subject: None,
-            annotations: Some(BTreeMap::from([
-                (TITLE_ANNOTATION.to_owned(), name.to_owned()),
-                (VERSION_ANNOTATION.to_owned(), version.to_owned()),
-            ])),
-        };
-        let mut desc = self.artifact(&manifest)?;
+        // Stored as `helm push` would push it (crate::chart): the config is the package's
+        // Chart.yaml, read from the blob just stored.
+        let path = self.work.blob_path(&content.digest);
+        let package = std::fs::File::open(&path).map_err(BundleError::io("read", &path))?;
+        let chart = crate::chart::chart_artifact(name, version, std::io::BufReader::new(package), content.digest, content.size)?;
+        self.work.put_bytes(&chart.config)?;
+        let digest = self.work.put_bytes(&chart.manifest)?;
+        let mut desc = Descriptor::new(OCI_MANIFEST, digest, chart.manifest.len() as u64);
         desc.annotations = Some(BTreeMap::from([(SOURCE_ANNOTATION.to_owned(), format!("{repository} {name} {version}"))]));
         Ok(desc)
     }

@@ -1,11 +1,12 @@
 //! The HTTP transport the clients share: HTTP/1.1 over rustls with the ring provider and
 //! Mozilla's roots (no OpenSSL, no system certificate probing), plain HTTP only to loopback
-//! hosts, redirects followed by hand (credentials never leave the host they were for),
-//! and bodies streamed through a sha256 while they are written.
+//! hosts (and to a registry the caller named as `http://`, see [`crate::publish`]), redirects
+//! followed by hand (credentials never leave the host they were for), and bodies streamed
+//! through a sha256 while they are written.
 
 use crate::error::ClientError;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
@@ -52,7 +53,7 @@ pub struct Fetched {
 /// The shared HTTP client (cheap to clone: one connection pool).
 #[derive(Clone)]
 pub(crate) struct Http {
-    client: HyperClient<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Http {
@@ -75,12 +76,31 @@ impl Http {
     /// One request, no redirects followed. `headers` go out as given.
     pub(crate) async fn send(&self, method: Method, url: &str, headers: &HeaderMap) -> Result<Response, ClientError> {
         let uri = checked_uri(url)?;
+        self.send_uri(method, url, uri, headers, Bytes::new()).await
+    }
+
+    /// One request with a body (`Content-Length` from its size), no redirects followed.
+    /// `plain_http` allows `http://` to any host: for a registry the caller named by an
+    /// `http://` URL (the lab registry on the lab network's gateway, which is not loopback).
+    pub(crate) async fn send_body(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        plain_http: bool,
+    ) -> Result<Response, ClientError> {
+        let uri = if plain_http { any_http_uri(url)? } else { checked_uri(url)? };
+        self.send_uri(method, url, uri, headers, body).await
+    }
+
+    async fn send_uri(&self, method: Method, url: &str, uri: Uri, headers: &HeaderMap, body: Bytes) -> Result<Response, ClientError> {
         let mut request = Request::builder().method(method.clone()).uri(uri);
         if let Some(h) = request.headers_mut() {
             h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
             h.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         }
-        let request = request.body(Empty::new()).map_err(|e| invalid("URL", url, e.to_string()))?;
+        let request = request.body(Full::new(body)).map_err(|e| invalid("URL", url, e.to_string()))?;
         let response = tokio::time::timeout(HEADERS_TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| ClientError::Timeout { url: url.to_owned(), seconds: HEADERS_TIMEOUT.as_secs() })?
@@ -241,7 +261,17 @@ fn checked_uri(url: &str) -> Result<Uri, ClientError> {
     }
 }
 
-fn authority(url: &str) -> String {
+/// The URL as a URI if it is http(s) with a host, whatever the host.
+fn any_http_uri(url: &str) -> Result<Uri, ClientError> {
+    let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| invalid("URL", url, e.to_string()))?;
+    let host = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    match uri.scheme_str() {
+        Some("https" | "http") if !host.is_empty() => Ok(uri),
+        _ => Err(invalid("URL", url, "not an http(s) URL")),
+    }
+}
+
+pub(crate) fn authority(url: &str) -> String {
     url.parse::<Uri>().ok().and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase())).unwrap_or_default()
 }
 
@@ -278,6 +308,10 @@ mod tests {
         assert!(checked_uri("http://quay.io/v2/").is_err());
         assert!(checked_uri("http://127.0.0.1.nip.io/v2/").is_err());
         assert!(checked_uri("ftp://127.0.0.1/x").is_err());
+        // A registry named by an http:// URL may be anywhere (the lab network's gateway).
+        assert!(any_http_uri("http://172.30.0.1:5000/v2/").is_ok());
+        assert!(any_http_uri("ftp://172.30.0.1/x").is_err());
+        assert!(any_http_uri("http:///v2/").is_err());
     }
 
     #[test]
