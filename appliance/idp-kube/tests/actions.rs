@@ -2,8 +2,8 @@
 //! with etcd; no kubelet and no controllers, so nothing rolls out or syncs: the tests read
 //! back exactly what each action wrote). Argo CD's Application and ESO's ExternalSecret
 //! come from the shared CRD fixtures; Argo Workflows' CRDs are not among them (its chart
-//! holds them only as templates), so its two kinds are defined here the way its "minimal"
-//! CRDs define them (schemaless `spec` and `status`).
+//! holds them only as templates), so its two kinds come from upstream's "minimal" CRDs
+//! (schemaless `spec` and `status`), `idp_test::crds::argo_workflows_minimal_crds`.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use idp_core::config::{NamespacedName, ObjectRef};
 use idp_kube::actions::{FORCE_SYNC_ANNOTATION, RESTARTED_AT_ANNOTATION};
 use idp_kube::{Cluster, KubeError};
-use idp_test::crds::{apply_crds, downlevel_crds};
+use idp_test::crds::{apply_crds, argo_workflows_minimal_crds, downlevel_crds};
 use idp_test::poll::{Attempt, poll_until};
 use idp_test::{ControlPlane, Need, require, testbed};
 use k8s_openapi::jiff::Timestamp;
@@ -95,39 +95,6 @@ async fn control_plane_with(fixtures: &[&str], extra: Vec<Value>) -> ControlPlan
         apply_crds(&cp.client(), &crds).await.expect("the CRDs are installed");
     }
     cp
-}
-
-/// Argo Workflows' Workflow and WorkflowTemplate, as its minimal CRDs define them.
-fn argo_workflows_crds() -> Vec<Value> {
-    ["Workflow", "WorkflowTemplate"]
-        .into_iter()
-        .map(|kind| {
-            let singular = kind.to_lowercase();
-            let plural = format!("{singular}s");
-            let open = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
-            json!({
-                "apiVersion": "apiextensions.k8s.io/v1",
-                "kind": "CustomResourceDefinition",
-                "metadata": {"name": format!("{plural}.argoproj.io")},
-                "spec": {
-                    "group": "argoproj.io",
-                    "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural, "singular": singular},
-                    "scope": "Namespaced",
-                    "versions": [{
-                        "name": "v1alpha1", "served": true, "storage": true,
-                        "schema": {"openAPIV3Schema": {
-                            "type": "object",
-                            "required": ["metadata", "spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                                "metadata": {"type": "object"}, "spec": open, "status": open,
-                            },
-                        }},
-                    }],
-                },
-            })
-        })
-        .collect()
 }
 
 const WORKLOADS: &str = r#"
@@ -530,7 +497,7 @@ spec:
 #[tokio::test]
 async fn submit_workflow_creates_a_workflow_from_the_template() {
     let _testbed = require!(Need::KubeBinaries);
-    let cp = control_plane_with(&[], argo_workflows_crds()).await;
+    let cp = control_plane_with(&[], argo_workflows_minimal_crds()).await;
     kubectl_apply(&cp, WORKFLOW_TEMPLATE);
     let cluster = connect(&cp).await;
     let template = named("cicd/remediate");

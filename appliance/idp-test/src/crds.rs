@@ -14,7 +14,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::poll::{Attempt, poll_until};
 use crate::testbed::testbed;
@@ -141,6 +141,45 @@ pub async fn apply_crds(client: &Client, crds: &[Value]) -> anyhow::Result<Insta
     wait_established(&api, &installed.names).await?;
     wait_discoverable(client, &expected_resources).await?;
     Ok(installed)
+}
+
+/// Argo Workflows' `Workflow` and `WorkflowTemplate` CRDs (`argoproj.io/v1alpha1`,
+/// namespaced) the way upstream's "minimal" CRDs (`manifests/base/crds/minimal`) define
+/// them: only `metadata` and `spec` required, and `spec` and `status` objects with
+/// `x-kubernetes-preserve-unknown-fields`. The shared fixtures have no Argo Workflows
+/// CRDs (its chart holds them only as templates), so tests install these instead; being
+/// schemaless, they check much less than the real CRDs do: the kind is served and the
+/// object is namespaced with a `spec`, but no field inside `spec` is checked.
+pub fn argo_workflows_minimal_crds() -> Vec<Value> {
+    ["Workflow", "WorkflowTemplate"]
+        .into_iter()
+        .map(|kind| {
+            let singular = kind.to_lowercase();
+            let plural = format!("{singular}s");
+            let open = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+            json!({
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("{plural}.argoproj.io")},
+                "spec": {
+                    "group": "argoproj.io",
+                    "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural, "singular": singular},
+                    "scope": "Namespaced",
+                    "versions": [{
+                        "name": "v1alpha1", "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {
+                            "type": "object",
+                            "required": ["metadata", "spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                                "metadata": {"type": "object"}, "spec": open, "status": open,
+                            },
+                        }},
+                    }],
+                },
+            })
+        })
+        .collect()
 }
 
 /// Polls until every CRD in `names` has the condition `Established=True`.

@@ -15,8 +15,9 @@
 //!   coalesced with ours: maps merged, everything else replaced, null deleting) validate
 //!   against it with Python's `jsonschema`, the reference implementation.
 //!
-//! The render's HelmCharts are checked to carry exactly these values, so what is checked
-//! here is what the lab sends. A chart whose fixture is missing is reported as not
+//! The render's HelmCharts and Argo CD Applications (their chart sources'
+//! `helm.valuesObject`) are checked to carry exactly these values, so what is checked here
+//! is what the lab sends. A chart whose fixture is missing is reported as not
 //! applicable, never as a pass; so are keys under a subchart the fixture lacks.
 
 use idp_core::catalogue::Catalogue;
@@ -214,11 +215,12 @@ fn component_values(c: &idp_core::catalogue::Component, vars: &idp_core::render:
 /// Every catalogue component with a chart, whatever its delivery and whether the profile
 /// enables it, under every profile's variables and `[versions]`, with and without the HA
 /// dial: (chart, version) -> the distinct values, each with where it came from. Each
-/// HelmChart of each render is checked to carry exactly its component's values.
+/// HelmChart and each Argo CD Application of each render is checked to carry exactly its
+/// component's values ([`sent_values`]).
 fn charts_and_values() -> BTreeMap<(String, String), Vec<(String, Value)>> {
     let catalogue = Catalogue::load().expect("catalogue");
     let mut out: BTreeMap<(String, String), Vec<(String, Value)>> = BTreeMap::new();
-    let mut helm_charts = 0;
+    let (mut helm_charts, mut applications) = (0, 0);
     for profile in idp_core::profiles::names() {
         for prod in [false, true] {
             let inputs = idp_core::profiles::Inputs { profile_flag: Some(&profile), ..Default::default() };
@@ -242,26 +244,60 @@ fn charts_and_values() -> BTreeMap<(String, String), Vec<(String, Value)>> {
             for component in &rendered.components {
                 for item in &component.items {
                     let idp_core::render::Item::Object(obj) = item else { continue };
-                    if obj["kind"] != "HelmChart" {
-                        continue;
+                    let kind = obj["kind"].as_str().unwrap_or_default();
+                    let sent = sent_values(obj);
+                    match kind {
+                        "HelmChart" => helm_charts += sent.len(),
+                        "Application" => applications += sent.len(),
+                        _ => continue,
                     }
-                    let sent: Value = match obj["spec"]["valuesContent"].as_str() {
-                        Some(text) => idp_core::yaml::parse_document(text).expect("valuesContent parses"),
-                        None => Value::Object(Map::new()),
-                    };
+                    let has_chart = catalogue.components.iter().any(|c| c.name == component.name && c.chart.is_some());
                     assert_eq!(
-                        Some(&sent),
-                        by_component.get(&component.name),
-                        "{}: the HelmChart sends other values",
-                        from(&component.name)
+                        sent.len(),
+                        usize::from(has_chart),
+                        "{}: the {kind} has {} chart sources",
+                        from(&component.name),
+                        sent.len()
                     );
-                    helm_charts += 1;
+                    for values in &sent {
+                        assert_eq!(
+                            Some(values),
+                            by_component.get(&component.name),
+                            "{}: the {kind} sends other values",
+                            from(&component.name)
+                        );
+                    }
                 }
             }
         }
     }
     assert!(helm_charts > 0, "no HelmChart was rendered");
+    assert!(applications > 0, "no Application with a chart was rendered");
     out
+}
+
+/// The chart values `obj` sends, one per chart it installs: a k3s HelmChart's
+/// `spec.valuesContent` (YAML text); each chart source of an Argo CD Application (a
+/// `repoURL` under the lab registry's charts) its `helm.valuesObject`. Absent values are
+/// `{}`; other kinds and an Application's stack artifact source send none.
+fn sent_values(obj: &Value) -> Vec<Value> {
+    let empty = || Value::Object(Map::new());
+    match obj["kind"].as_str() {
+        Some("HelmChart") => vec![match obj["spec"]["valuesContent"].as_str() {
+            Some(text) => idp_core::yaml::parse_document(text).expect("valuesContent parses"),
+            None => empty(),
+        }],
+        Some("Application") => {
+            let charts = format!("/{}/", idp_core::delivery::CHARTS_PREFIX);
+            let sources = obj["spec"]["sources"].as_array().map(Vec::as_slice).unwrap_or_default();
+            sources
+                .iter()
+                .filter(|s| s["repoURL"].as_str().is_some_and(|url| url.contains(&charts)))
+                .map(|s| s.pointer("/helm/valuesObject").cloned().unwrap_or_else(empty))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The problems of one value set against its chart's fixture, and the keys that cannot be
@@ -391,4 +427,23 @@ async fn the_checks_read_subcharts_config_files_and_data_maps() {
     assert_eq!(problems, ["test: chart argo-cd 8.6.0 has no key `redis.enabeld`"]);
     assert_eq!(unchecked.len(), 1, "{unchecked:?}");
     assert!(unchecked[0].contains("`redis-ha.sentinel`"), "{unchecked:?}");
+}
+
+/// What an Application sends is read from its chart source only: `helm.valuesObject`, `{}`
+/// when absent; its stack artifact source and other kinds send none; a HelmChart's
+/// `valuesContent` is parsed.
+#[test]
+fn sent_values_reads_chart_sources_only() {
+    let chart = |helm: Value| serde_json::json!({"repoURL": "oci://r:5000/local/charts/loki", "targetRevision": "1", "helm": helm});
+    let stack = serde_json::json!({"repoURL": "oci://r:5000/local/stacks/loki", "targetRevision": "sha-0"});
+    let app = |sources: Vec<Value>| serde_json::json!({"kind": "Application", "spec": {"sources": sources}});
+    let values = serde_json::json!({"loki": {"auth_enabled": false}});
+    let with_values = chart(serde_json::json!({"releaseName": "loki", "valuesObject": values}));
+    assert_eq!(sent_values(&app(vec![with_values, stack.clone()])), std::slice::from_ref(&values));
+    assert_eq!(sent_values(&app(vec![chart(serde_json::json!({"releaseName": "loki"}))])), [serde_json::json!({})]);
+    assert!(sent_values(&app(vec![stack])).is_empty());
+    assert!(sent_values(&serde_json::json!({"kind": "ConfigMap"})).is_empty());
+    let helm_chart = serde_json::json!({"kind": "HelmChart", "spec": {"valuesContent": "loki:\n  auth_enabled: false\n"}});
+    assert_eq!(sent_values(&helm_chart), [values]);
+    assert_eq!(sent_values(&serde_json::json!({"kind": "HelmChart", "spec": {}})), [serde_json::json!({})]);
 }
