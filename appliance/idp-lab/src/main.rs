@@ -9,6 +9,7 @@ mod lab;
 mod logging;
 mod manifests;
 mod offline;
+mod platform;
 mod printer;
 mod progress;
 

@@ -37,6 +37,8 @@ struct UpResult<'a> {
     daemon: Option<idp_daemon::DaemonInfo>,
     /// Offline (`registry.offline`): what came from the bundle.
     offline: Option<OfflineResult>,
+    /// The platform's bootstrap, phase by phase (none with `--no-platform`).
+    platform: Option<crate::platform::InstallResult>,
     nodes: Vec<KubeNode>,
     seconds: f64,
 }
@@ -69,12 +71,6 @@ pub fn run(global: &Global, printer: Printer, args: UpArgs) -> Result<(), Failur
                 "cluster.flavor = \"existing\" is not available yet: installing onto an existing cluster comes with the platform; use \"k3s\"",
             ));
         }
-    }
-    if !args.no_platform {
-        return Err(Failure::new(
-            INPUT,
-            "the platform is not in this build yet: only `idp-lab up --no-platform` (the cluster alone, like `k3d cluster create`) is available",
-        ));
     }
     let timeout = lab::timeout(args.timeout.as_deref(), std::time::Duration::from_secs(lab.ctx.config.timeouts.cluster))?;
     lab::runtime()?.block_on(up(&mut lab, &args, timeout, global, printer))
@@ -405,6 +401,20 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
         }
     };
     steps.done(&format!("lab daemon: {} (pid {})", crate::daemon::listeners_line(&daemon), daemon.pid));
+    // The platform: its charts and stacks pushed to the lab registry, then the bootstrap.
+    let platform = if args.no_platform {
+        None
+    } else {
+        let installed = crate::platform::up(lab, &settings, &plan, &kubeconfig, offline.as_ref(), &mut steps).await;
+        // What was applied is watched for drift from now on, even after a failure.
+        if let Err(e) = idp_daemon::reload(&lab.dir()).await {
+            steps.detail(&format!("the lab daemon was not reloaded ({e}); `idp-lab up` again reloads it"));
+        }
+        match installed {
+            Ok(result) => Some(result),
+            Err(e) => return Err(failed(&engine, &plan, lab, e).await),
+        }
+    };
     let result = UpResult {
         lab: &lab.name,
         dry_run: false,
@@ -420,13 +430,18 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
             airgap_images: o.airgap.iter().map(|p| p.reference.clone()).collect(),
         }),
         nodes,
+        platform,
         seconds: began.elapsed().as_secs_f64(),
     };
     printer.result(
         || {
             let context = format!("idp-lab-{}", lab.name);
-            let mut out =
-                format!("Lab \"{}\" is up in {} (cluster only: --no-platform).\n", lab.name, crate::progress::seconds(began.elapsed()));
+            let what = if result.platform.is_some() {
+                format!("platform: profile {}", settings.profile)
+            } else {
+                "cluster only: --no-platform".to_owned()
+            };
+            let mut out = format!("Lab \"{}\" is up in {} ({what}).\n", lab.name, crate::progress::seconds(began.elapsed()));
             out.push_str(&format!("  API:        {api}\n"));
             let gateway: Vec<String> =
                 result.gateway.iter().map(|g| format!("{} http 127.0.0.1:{} https 127.0.0.1:{}", g.node, g.http, g.https)).collect();
@@ -452,6 +467,12 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
                     if args.switch_context { " (current)" } else { "" }
                 )),
                 None => out.push_str(&format!("  Kubeconfig: {}\n", lab::kubeconfig_path(&lab.dir()).display())),
+            }
+            if result.platform.is_some() {
+                out.push_str(&format!(
+                    "  URLs: idp-lab urls --name {}      Logins: idp-lab creds --name {}      Checks: idp-lab verify --name {}\n",
+                    lab.name, lab.name, lab.name
+                ));
             }
             out.push_str(&format!(
                 "  Status: idp-lab status --name {}      Stop: idp-lab stop --name {}      Remove: idp-lab down --name {}\n",
@@ -527,6 +548,7 @@ fn print_plan(printer: Printer, lab: &str, actions: &[Action], plan: &ClusterPla
         daemon: None,
         offline: None,
         nodes: Vec::new(),
+        platform: None,
         seconds: began.elapsed().as_secs_f64(),
     };
     printer.result(
