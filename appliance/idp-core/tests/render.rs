@@ -449,3 +449,30 @@ fn the_lab_registry_is_the_labs_gateway() {
     let trivy = find(&r, "Application", "trivy-operator");
     assert_eq!(trivy["spec"]["sources"][0]["helm"]["valuesObject"]["trivy"]["dbRegistry"], "172.30.7.1:5000");
 }
+
+/// The Gateway's Service keeps the node ports the nodes publish: the lab's settings, not
+/// the original's hard-coded 30080/30443.
+#[test]
+fn the_gateway_service_has_the_settings_node_ports() {
+    let catalogue = Catalogue::load().expect("catalogue");
+    for (env, http, https) in [(vec![], None, None), (vec![("IDP_LAB_NETWORK_HTTP_NODEPORT", "31080"), ("IDP_LAB_NETWORK_HTTPS_NODEPORT", "31443")], Some(31080), Some(31443))] {
+        let env = env.into_iter().map(|(k, v): (&str, &str)| (k.to_owned(), v.to_owned())).collect();
+        let inputs = Inputs { profile_flag: Some("standard"), env, ..Inputs::default() };
+        let config = profiles::resolve(&inputs, &catalogue.chart_components()).expect("profile");
+        let settings = idp_core::settings::resolve(&config, &idp_core::settings::Probes::default()).expect("settings");
+        let r = render::render(&config, &catalogue, &Vars::new(&config, &settings.network)).expect("renders");
+        let svc = find(&r, "Service", "cilium-gateway-idp-gateway");
+        assert_eq!(svc["spec"]["type"], "LoadBalancer");
+        let ports: Vec<(u64, u64)> =
+            svc["spec"]["ports"].as_array().expect("ports").iter().map(|p| (p["port"].as_u64().unwrap_or(0), p["nodePort"].as_u64().unwrap_or(0))).collect();
+        let want_http = http.unwrap_or(settings.network.http_nodeport);
+        let want_https = https.unwrap_or(settings.network.https_nodeport);
+        assert_eq!(ports, [(80, u64::from(want_http)), (443, u64::from(want_https))]);
+        assert_eq!((settings.network.http_nodeport, settings.network.https_nodeport), (want_http, want_https));
+    }
+    // Cilium hands LoadBalancer addresses out from the nodes' own (servicelb is off).
+    let r = rendered("standard");
+    let cilium = find(&r, "HelmChart", "cilium");
+    let values = yaml::parse_document(s(&cilium["spec"]["valuesContent"])).expect("values");
+    assert_eq!((&values["nodeIPAM"]["enabled"], &values["defaultLBServiceIPAM"]), (&Value::from(true), &Value::from("nodeipam")));
+}
