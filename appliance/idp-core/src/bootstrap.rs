@@ -130,13 +130,15 @@ mod tests {
         let phases = phases(&rendered, &catalogue);
         let names: Vec<&str> = phases.iter().map(|p| p.name).collect();
         assert_eq!(names, ["crds", "cni", "certificates", "vault", "external-secrets", "argocd", "gateway", "stacks"]);
-        let of = |name: &str| phases.iter().find(|p| p.name == name).expect("phase").steps.iter().map(|s| s.component.as_str()).collect::<Vec<_>>();
+        let of = |name: &str| {
+            phases.iter().find(|p| p.name == name).expect("phase").steps.iter().map(|s| s.component.as_str()).collect::<Vec<_>>()
+        };
         assert!(of("crds").contains(&"gateway-api-crds") && of("crds").contains(&"prometheus-operator-crds"));
         assert_eq!(of("cni"), ["cilium"]);
         assert_eq!(of("certificates"), ["cert-manager", "pki"]);
         assert_eq!(of("vault"), ["vault"]);
         assert_eq!(of("external-secrets"), ["external-secrets"]);
-        assert_eq!(of("argocd"), ["argocd", "gitops"]);
+        assert_eq!(of("argocd"), ["argocd", "argocd-secrets", "gitops"]);
         assert_eq!(of("gateway"), ["gateway"]);
         assert!(of("stacks").len() >= 12 && of("stacks").contains(&"kyverno") && of("stacks").contains(&"backstage"));
         // Every rendered component is in exactly one phase.
