@@ -17,9 +17,15 @@ pub const LAB_LABEL: &str = "idp-lab.dev/lab";
 /// Namespace of the k3s helm-controller's `HelmChart` resources.
 pub const HELMCHART_NAMESPACE: &str = "kube-system";
 
-/// The variables substituted into manifests and values as `${NAME}`.
+/// The variables substituted into manifests and values as `${NAME}`, and whether the
+/// render is of a lab whose platform is up ([`Vars::after_install`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Vars(BTreeMap<&'static str, String>);
+pub struct Vars(BTreeMap<&'static str, String>, bool);
+
+/// The annotation on a Kyverno policy that ships in Audit (so nothing the platform
+/// applies is denied while it installs) and takes this failure action once the platform
+/// is up ([`Vars::after_install`]).
+pub const AFTER_INSTALL_ACTION: &str = "idp-lab.dev/failure-action-after-install";
 
 impl Vars {
     /// The variables of a lab: its name, its DNS suffix (also escaped for a regular
@@ -34,7 +40,16 @@ impl Vars {
         v.insert("HTTP_NODEPORT", network.http_nodeport.to_string());
         v.insert("HTTPS_NODEPORT", network.https_nodeport.to_string());
         v.insert(delivery::LAB_REGISTRY_VAR, registry_address(DEFAULT_GATEWAY));
-        Vars(v)
+        Vars(v, false)
+    }
+
+    /// The same variables for a lab whose platform is up: each rule of a policy annotated
+    /// [`AFTER_INSTALL_ACTION`] gets that failure action (the namespace-label policy moves
+    /// from Audit to Enforce), so what Argo CD delivers and compares against is the final
+    /// policy, not a patch it would revert.
+    pub fn after_install(mut self) -> Vars {
+        self.1 = true;
+        self
     }
 
     /// The same variables for a lab whose network has gateway `gateway` (known once the
@@ -237,6 +252,11 @@ fn render_component(config: &Config, c: &Component, vars: &Vars) -> Result<Rende
         }
     }
     let registry = vars.get(delivery::LAB_REGISTRY_VAR).unwrap_or_default();
+    if vars.1 {
+        for obj in &mut manifests {
+            apply_after_install(obj);
+        }
+    }
     if c.delivery == Delivery::Gitops {
         for obj in &mut manifests {
             label(obj, &c.name, &config.lab.name);
@@ -330,6 +350,23 @@ pub fn merge(base: &mut Value, over: Value) {
             }
         }
         (b, o) => *b = o,
+    }
+}
+
+/// Sets every rule's `validate.failureAction` of a policy annotated
+/// [`AFTER_INSTALL_ACTION`] to the annotation's value.
+fn apply_after_install(obj: &mut Value) {
+    let Some(action) = obj.pointer(&format!("/metadata/annotations/{}", AFTER_INSTALL_ACTION.replace('/', "~1"))).and_then(Value::as_str)
+    else {
+        return;
+    };
+    let action = Value::String(action.to_owned());
+    if let Some(rules) = obj.pointer_mut("/spec/rules").and_then(Value::as_array_mut) {
+        for rule in rules {
+            if let Some(validate) = rule.get_mut("validate").and_then(Value::as_object_mut) {
+                validate.insert("failureAction".into(), action.clone());
+            }
+        }
     }
 }
 
@@ -452,7 +489,7 @@ mod tests {
         let mut v = BTreeMap::new();
         v.insert("DNS_SUFFIX", "127-0-0-1.nip.io".to_owned());
         v.insert("URL_PORT", String::new());
-        Vars(v)
+        Vars(v, false)
     }
 
     #[test]

@@ -455,7 +455,10 @@ fn the_lab_registry_is_the_labs_gateway() {
 #[test]
 fn the_gateway_service_has_the_settings_node_ports() {
     let catalogue = Catalogue::load().expect("catalogue");
-    for (env, http, https) in [(vec![], None, None), (vec![("IDP_LAB_NETWORK_HTTP_NODEPORT", "31080"), ("IDP_LAB_NETWORK_HTTPS_NODEPORT", "31443")], Some(31080), Some(31443))] {
+    for (env, http, https) in [
+        (vec![], None, None),
+        (vec![("IDP_LAB_NETWORK_HTTP_NODEPORT", "31080"), ("IDP_LAB_NETWORK_HTTPS_NODEPORT", "31443")], Some(31080), Some(31443)),
+    ] {
         let env = env.into_iter().map(|(k, v): (&str, &str)| (k.to_owned(), v.to_owned())).collect();
         let inputs = Inputs { profile_flag: Some("standard"), env, ..Inputs::default() };
         let config = profiles::resolve(&inputs, &catalogue.chart_components()).expect("profile");
@@ -463,8 +466,12 @@ fn the_gateway_service_has_the_settings_node_ports() {
         let r = render::render(&config, &catalogue, &Vars::new(&config, &settings.network)).expect("renders");
         let svc = find(&r, "Service", "cilium-gateway-idp-gateway");
         assert_eq!(svc["spec"]["type"], "LoadBalancer");
-        let ports: Vec<(u64, u64)> =
-            svc["spec"]["ports"].as_array().expect("ports").iter().map(|p| (p["port"].as_u64().unwrap_or(0), p["nodePort"].as_u64().unwrap_or(0))).collect();
+        let ports: Vec<(u64, u64)> = svc["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| (p["port"].as_u64().unwrap_or(0), p["nodePort"].as_u64().unwrap_or(0)))
+            .collect();
         let want_http = http.unwrap_or(settings.network.http_nodeport);
         let want_https = https.unwrap_or(settings.network.https_nodeport);
         assert_eq!(ports, [(80, u64::from(want_http)), (443, u64::from(want_https))]);
@@ -475,4 +482,38 @@ fn the_gateway_service_has_the_settings_node_ports() {
     let cilium = find(&r, "HelmChart", "cilium");
     let values = yaml::parse_document(s(&cilium["spec"]["valuesContent"])).expect("values");
     assert_eq!((&values["nodeIPAM"]["enabled"], &values["defaultLBServiceIPAM"]), (&Value::from(true), &Value::from("nodeipam")));
+}
+
+/// Kyverno's namespace-label policy ships in Audit and is delivered in Enforce once the
+/// platform is up; the audit policies stay in Audit either way.
+#[test]
+fn the_namespace_label_policy_is_enforced_once_the_platform_is_up() {
+    let (catalogue, config) = config("full");
+    let settings = idp_core::settings::resolve(&config, &idp_core::settings::Probes::default()).expect("settings");
+    let actions = |vars: Vars| -> (Vec<(String, Vec<String>)>, String) {
+        let r = render::render(&config, &catalogue, &vars).expect("renders");
+        let kyverno = r.components.iter().find(|c| c.name == "kyverno").expect("kyverno");
+        let policies = kyverno
+            .delivered
+            .iter()
+            .filter(|o| o["kind"] == "ClusterPolicy")
+            .map(|p| {
+                let rules = p["spec"]["rules"].as_array().expect("rules");
+                (s(&p["metadata"]["name"]).to_owned(), rules.iter().map(|r| s(&r["validate"]["failureAction"]).to_owned()).collect())
+            })
+            .collect();
+        (policies, kyverno.artifact().expect("artifact").tag)
+    };
+    let (during, tag_during) = actions(Vars::new(&config, &settings.network));
+    let (after, tag_after) = actions(Vars::new(&config, &settings.network).after_install());
+    assert_eq!(during.len(), 4);
+    assert!(during.iter().all(|(_, a)| a.iter().all(|a| a == "Audit")), "nothing is denied while the platform installs: {during:?}");
+    for ((name, before), (_, now)) in during.iter().zip(&after) {
+        if name == "enforce-namespace-labels" {
+            assert!(!now.is_empty() && now.iter().all(|a| a == "Enforce"), "{name}: {now:?}");
+        } else {
+            assert_eq!(before, now, "{name} stays in Audit");
+        }
+    }
+    assert_ne!(tag_during, tag_after, "the enforced policy is a new stack artifact, which Argo CD follows");
 }

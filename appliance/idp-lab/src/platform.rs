@@ -30,8 +30,11 @@ pub const INVENTORY_NAMESPACE: &str = "kube-system";
 pub enum Upstream {
     /// Fetched over HTTPS and checked against their sha256.
     Online,
-    /// Refused: offline labs take them from the bundle (not here yet).
-    Offline,
+    /// Read from the bundle (`idp_bundle::read_file`) and checked against their sha256.
+    Offline {
+        /// The bundle: a `bundle create` tar, or its OCI layout as a directory.
+        bundle: PathBuf,
+    },
 }
 
 /// What the bootstrap needs besides the cluster.
@@ -90,8 +93,13 @@ pub async fn up(
 ) -> Result<InstallResult, Failure> {
     let config = &lab.ctx.config;
     let vars = idp_core::render::Vars::new(config, &settings.network).with_gateway(plan.network.gateway);
-    let rendered = idp_core::render::render(config, &lab.ctx.catalogue, &vars)
-        .map_err(|e| Failure::new(crate::exit::INTERNAL, format!("the embedded platform does not render: {e}")))?;
+    // A lab whose platform was up once renders its final policies from the start.
+    let installed_before = lab.dir().join(INSTALLED_FILE).is_file();
+    let render = |vars: &idp_core::render::Vars| {
+        idp_core::render::render(config, &lab.ctx.catalogue, vars)
+            .map_err(|e| Failure::new(crate::exit::INTERNAL, format!("the embedded platform does not render: {e}")))
+    };
+    let rendered = if installed_before { render(&vars.clone().after_install())? } else { render(&vars)? };
     let registry = format!("http://{}", idp_core::render::registry_address(plan.network.gateway));
     steps.start("registry: the platform's charts and stacks");
     let pushed = match publish(&registry, config, &lab.ctx.catalogue, &rendered, offline, steps).await {
@@ -111,11 +119,52 @@ pub async fn up(
         ca: Some(&ca),
         catalogue: &lab.ctx.catalogue,
         rendered: &rendered,
-        upstream: if settings.registry.offline { Upstream::Offline } else { Upstream::Online },
+        upstream: offline.map_or(Upstream::Online, |o| Upstream::Offline { bundle: o.bundle.clone() }),
         phase_timeout: Duration::from_secs(config.timeouts.component),
     };
-    install(&cluster, &install_plan, steps).await
+    let mut result = install(&cluster, &install_plan, steps).await?;
+    if !installed_before {
+        // Every stack is up: what waits for that (the namespace-label policy's Enforce) is
+        // delivered now, as new stack artifacts the Applications follow.
+        let after = render(&vars.after_install())?;
+        let mut cache = ApplyCache::default();
+        let deadline = Instant::now() + install_plan.phase_timeout;
+        let began = Instant::now();
+        let mut changed = Vec::new();
+        let final_plan = Install { rendered: &after, ..install_plan };
+        for component in &after.components {
+            let before = rendered.components.iter().find(|c| c.name == component.name).and_then(RenderedComponent::artifact);
+            let Some(artifact) = component.artifact() else { continue };
+            if before.as_ref().map(|a| &a.tag) == Some(&artifact.tag) {
+                continue;
+            }
+            steps.start(&format!("after install: {}", component.name));
+            idp_bundle::publish::publish_stack(&registry, &artifact).await.map_err(|e| {
+                Failure::new(KUBE, format!("failed to push {} to {registry}: {}", artifact.repository, idp_core::diag::chain(&e)))
+            })?;
+            apply_component(&cluster, &final_plan, component, deadline, &mut cache).await?;
+            changed.push(component.name.clone());
+        }
+        if !changed.is_empty() {
+            steps.done(&format!(
+                "after install in {}: {} (the namespace-label policy enforces now)",
+                crate::progress::seconds(began.elapsed()),
+                changed.join(", ")
+            ));
+            result.phases.push(PhaseResult {
+                name: "after-install".into(),
+                components: changed,
+                changed: 1,
+                seconds: began.elapsed().as_secs_f64(),
+            });
+        }
+        crate::lab::write_private(&lab.dir().join(INSTALLED_FILE), b"{\"installed\": true}\n")?;
+    }
+    Ok(result)
 }
+
+/// The marker, in the lab's state directory, of a platform that was up once.
+pub const INSTALLED_FILE: &str = "platform-installed.json";
 
 /// Runs the bootstrap of `install` on `cluster`, printing a line per phase.
 pub async fn install(cluster: &Cluster, install: &Install<'_>, steps: &mut Steps) -> Result<InstallResult, Failure> {
@@ -246,24 +295,33 @@ async fn apply_component(
     Ok(report.changed())
 }
 
-/// The text of an upstream manifest.
+/// The text of an upstream manifest, checked against `sha256` (unless `unverified`).
 async fn upstream(from: &Upstream, url: &str, sha256: &str) -> Result<String, Failure> {
-    match from {
-        Upstream::Offline => Err(Failure::new(
-            crate::exit::PREFLIGHT,
-            format!("{url} is an upstream manifest; an offline lab takes it from the bundle, which this build cannot read yet"),
-        )),
+    let expected = (sha256 != "unverified").then_some(sha256);
+    let bytes = match from {
+        Upstream::Offline { bundle } => {
+            let (path, file, pinned) = (bundle.clone(), url.to_owned(), expected.map(str::to_owned));
+            tokio::task::spawn_blocking(move || idp_bundle::read_file(&path, &file, pinned.as_deref()))
+                .await
+                .map_err(|e| Failure::new(crate::exit::INTERNAL, format!("reading {url} from the bundle: {e}")))?
+                .map_err(|e| {
+                    // The bundle was checked for images before anything was made; an
+                    // upstream file it lacks or holds other bytes of is the same refusal.
+                    let code = if matches!(e, idp_bundle::BundleError::Io { .. }) { crate::exit::IO } else { crate::exit::PREFLIGHT };
+                    Failure::new(code, idp_core::diag::chain(&e))
+                })?
+        }
         Upstream::Online => {
             let client = idp_bundle::Client::new().map_err(|e| Failure::new(KUBE, e.to_string()))?;
-            let expected = (sha256 != "unverified").then_some(sha256);
             let mut bytes = Vec::new();
             client
                 .fetch(url, expected, &mut bytes)
                 .await
                 .map_err(|e| Failure::new(crate::exit::PREFLIGHT, format!("failed to fetch {url}: {}", idp_core::diag::chain(&e))))?;
-            String::from_utf8(bytes).map_err(|_| Failure::new(KUBE, format!("{url} is not UTF-8 text")))
+            bytes
         }
-    }
+    };
+    String::from_utf8(bytes).map_err(|_| Failure::new(KUBE, format!("{url} is not UTF-8 text")))
 }
 
 async fn run_hook(
