@@ -204,6 +204,24 @@ pub fn verdict_with(obj: &Value, related: &Related<'_>) -> Verdict {
     }
 }
 
+/// Whether objects of `kind` (of `api_version`) have no status to judge: built-in kinds
+/// that are Ready as soon as they exist (configuration, accounts, RBAC, quotas, classes).
+/// A health check need not read them: that they exist (and are as applied) is drift's to
+/// watch. Custom resources are never static: they may carry a `Ready` condition.
+pub fn is_static(api_version: &str, kind: &str) -> bool {
+    let group = api_group(api_version);
+    matches!(
+        (group, kind),
+        ("", "ConfigMap" | "Secret" | "ServiceAccount" | "LimitRange" | "ResourceQuota" | "Endpoints")
+            | ("rbac.authorization.k8s.io", "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding")
+            | ("scheduling.k8s.io", "PriorityClass")
+            | ("storage.k8s.io", "StorageClass")
+            | ("networking.k8s.io", "NetworkPolicy" | "IngressClass")
+            | ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration")
+            | ("policy", "PodDisruptionBudget")
+    )
+}
+
 /// The install Job of a k3s HelmChart, as (namespace, name), once the helm-controller
 /// has recorded it in `status.jobName`: the Job runs in the HelmChart's namespace.
 pub fn helm_chart_job(chart: &Value) -> Option<(String, String)> {

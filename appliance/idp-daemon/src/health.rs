@@ -102,11 +102,13 @@ impl HealthLoop {
         let mut starts = idp_vault::vault_starts(&self.cluster, VAULT_NAMESPACE, VAULT_POD, VAULT_CONTAINER);
         let mut ticks = tokio::time::interval(HEALTH_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One Docker client for the loop's life (connected again after a failure).
+        let mut docker: Option<idp_provision::Engine> = None;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = ticks.tick() => {
-                    let snapshot = self.tick(&judged).await;
+                    let snapshot = self.tick(&judged, &mut docker).await;
                     self.judge(snapshot);
                 }
                 Some(start) = starts.next() => {
@@ -120,8 +122,8 @@ impl HealthLoop {
     }
 
     /// Judges every component once.
-    async fn tick(&self, judged: &[ComponentHealth]) -> HealthSnapshot {
-        let mut components = vec![self.cluster_rollup().await];
+    async fn tick(&self, judged: &[ComponentHealth], docker: &mut Option<idp_provision::Engine>) -> HealthSnapshot {
+        let mut components = vec![self.cluster_rollup(docker).await];
         use idp_core::secrets::{VAULT_NAMESPACE, VAULT_SERVICE};
         // Without Service vault-system/vault the lab has no Vault (yet): nothing to judge.
         match self.cluster.service_exists(VAULT_NAMESPACE, VAULT_SERVICE).await {
@@ -140,14 +142,22 @@ impl HealthLoop {
         HealthSnapshot { at_ms: unix_ms(SystemTime::now()), lab: health::lab(&components), components }
     }
 
-    async fn cluster_rollup(&self) -> Rollup {
+    async fn cluster_rollup(&self, docker: &mut Option<idp_provision::Engine>) -> Rollup {
         let mut children = Vec::new();
-        match idp_provision::Engine::connect().await {
-            Ok(docker) => match docker.nodes_of(&self.lab).await {
+        if docker.is_none() {
+            match idp_provision::Engine::connect().await {
+                Ok(engine) => *docker = Some(engine),
+                Err(e) => children.push(Child::unknown("Docker", idp_core::diag::chain(&e))),
+            }
+        }
+        if let Some(engine) = docker.as_ref() {
+            match engine.nodes_of(&self.lab).await {
                 Ok(nodes) => children.extend(nodes.iter().map(|n| health::container(&n.name, Some(&n.state)))),
-                Err(e) => children.push(Child::unknown("node containers", idp_core::diag::chain(&e))),
-            },
-            Err(e) => children.push(Child::unknown("Docker", idp_core::diag::chain(&e))),
+                Err(e) => {
+                    children.push(Child::unknown("node containers", idp_core::diag::chain(&e)));
+                    *docker = None;
+                }
+            }
         }
         match self.cluster.nodes().await {
             Ok(nodes) => children.extend(idp_watchdog::health::nodes(&nodes)),

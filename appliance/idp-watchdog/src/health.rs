@@ -18,18 +18,25 @@ use kube::api::{DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-/// A component whose objects the health loop judges: its objects resolved once (their
-/// kinds discovered), then only listed at each tick.
+/// A component whose objects the health loop judges: its objects with a status to judge
+/// (not [`readiness::is_static`]: ConfigMaps, Secrets, RBAC... are Ready once they exist,
+/// which drift watches) resolved once (their kinds discovered), then only listed at each
+/// tick. A component of static objects alone costs no request.
 pub struct ComponentHealth {
     name: String,
-    watched: Result<Watched, String>,
+    watched: Result<Option<Watched>, String>,
 }
 
 impl ComponentHealth {
     /// Resolves `component`'s objects on `cluster` (discovery; nothing is listed yet). A
     /// component whose objects do not resolve is judged Unknown, with why.
     pub async fn new(cluster: &Cluster, component: &Component) -> ComponentHealth {
-        let watched = cluster.watched(component.objects.clone(), &component.options).await.map_err(|e| idp_core::diag::chain(&e));
+        let judged: Vec<idp_core::objects::Object> =
+            component.objects.iter().filter(|o| !readiness::is_static(o.api_version(), o.kind())).cloned().collect();
+        let watched = match judged.is_empty() {
+            true => Ok(None),
+            false => cluster.watched(judged, &component.options).await.map(Some).map_err(|e| idp_core::diag::chain(&e)),
+        };
         ComponentHealth { name: component.name.clone(), watched }
     }
 
@@ -42,7 +49,8 @@ impl ComponentHealth {
     /// that does not exist is Degraded (what idp-lab applied is gone).
     pub async fn judge(&self, cluster: &Cluster) -> Rollup {
         let watched = match &self.watched {
-            Ok(watched) => watched,
+            Ok(Some(watched)) => watched,
+            Ok(None) => return health::rollup(&self.name, &[]),
             Err(e) => return health::rollup(&self.name, &[Child::unknown("its objects", e.clone())]),
         };
         let live = match watched.live(cluster).await {

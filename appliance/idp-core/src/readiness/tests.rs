@@ -588,3 +588,27 @@ fn verdicts_map_to_health_with_their_reason() {
     assert_eq!(Verdict::InProgress { reason: "x".into() }.health(), Health::Progressing);
     assert_eq!(Verdict::Ready.child("ConfigMap a/c").reason, "");
 }
+
+#[test]
+fn static_kinds_are_built_in_ones_without_a_status_to_judge() {
+    for (api_version, kind) in [
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+        ("v1", "ServiceAccount"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+        ("scheduling.k8s.io/v1", "PriorityClass"),
+    ] {
+        assert!(is_static(api_version, kind), "{api_version} {kind}");
+    }
+    for (api_version, kind) in [
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("v1", "PersistentVolumeClaim"),
+        ("v1", "Namespace"),
+        ("example.com/v1", "ConfigMap"),
+        ("kyverno.io/v1", "ClusterPolicy"),
+        ("argoproj.io/v1alpha1", "Application"),
+    ] {
+        assert!(!is_static(api_version, kind), "{api_version} {kind} has a status to judge");
+    }
+}
