@@ -231,6 +231,45 @@ pub enum BundleError {
         /// What it is instead.
         reason: String,
     },
+    /// The bundle holds no upstream file for the URL ([`crate::read_file`]).
+    #[error(
+        "the bundle {} holds no upstream file {url} ({}); upstream files come from the lock: make the bundle again on a connected machine with the profile that needs it, `idp-lab bundle create --profile <profile> --out {}`",
+        bundle.display(),
+        match .held { 0 => "it holds no upstream file".to_owned(), 1 => "it holds 1 other".to_owned(), n => format!("it holds {n} others") },
+        bundle.display()
+    )]
+    NoFile {
+        /// The URL asked for.
+        url: String,
+        /// The bundle.
+        bundle: PathBuf,
+        /// How many upstream files it does hold.
+        held: usize,
+    },
+    /// An upstream file of the bundle whose bytes are not those expected (the bundle was
+    /// made from another lock, or by hand).
+    #[error(
+        "{url} in the bundle {} has {actual}, but {expected} is expected; make the bundle again from this lock on a connected machine (`idp-lab bundle create`)",
+        bundle.display()
+    )]
+    FileMismatch {
+        /// The file's URL.
+        url: String,
+        /// The bundle.
+        bundle: PathBuf,
+        /// The sha256 expected (the lock's), `sha256:<hex>`.
+        expected: String,
+        /// The sha256 of the bytes the bundle holds, `sha256:<hex>`.
+        actual: String,
+    },
+    /// A blob of the bundle is missing, or does not have its descriptor's digest or size.
+    #[error("the bundle {} is damaged: {reason}; `idp-lab bundle verify {}` lists every problem", bundle.display(), bundle.display())]
+    Damaged {
+        /// The bundle.
+        bundle: PathBuf,
+        /// What is wrong, naming the blob.
+        reason: String,
+    },
 }
 
 impl BundleError {

@@ -16,6 +16,8 @@
 //!   stream of [`RouteSnapshot`]s) and [`Cluster::routes`].
 //! * The playbook [`actions`]: [`Cluster::rollout_restart`], [`Cluster::sync_application`],
 //!   [`Cluster::refresh_external_secret`] and [`Cluster::submit_workflow`].
+//! * Objects of any kind as JSON, for verdicts outside this crate:
+//!   [`Cluster::list_objects`] of a [`KindRef`].
 
 pub mod actions;
 mod apply;
@@ -30,6 +32,7 @@ mod item;
 pub mod kubeconfig;
 mod live;
 mod lock;
+mod objects;
 pub mod proxy;
 mod routes;
 mod wait;
@@ -41,4 +44,5 @@ pub use cluster::Cluster;
 pub use diff::{DiffReport, Field, ObjectDiff};
 pub use error::{Cause, KubeError};
 pub use inventory::Inventory;
+pub use objects::KindRef;
 pub use routes::RouteSnapshot;

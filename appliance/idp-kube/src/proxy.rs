@@ -6,7 +6,9 @@
 //!   and `pods/{name}:{port}/proxy`), answered with the upstream's status and body. The
 //!   host needs no network path to the cluster's pods: the API server dials them. Its own
 //!   refusals (no endpoints, the upstream unreachable, RBAC) are errors, told apart from
-//!   the upstream's answers by their `Status` body.
+//!   the upstream's answers by their `Status` body. The answer carries the upstream's
+//!   headers (a login's `Set-Cookie`: the API server keeps `Authorization` for itself, so
+//!   a session cookie is how an upstream's own login gets through).
 //! * [`Cluster::secret_data`] and [`Cluster::apply_secret`]: one Secret's data, read and
 //!   written (server-side apply as [`FIELD_MANAGER`](crate::FIELD_MANAGER)).
 //! * [`Cluster::watch_pod`]: one pod's state as a stream, for triggers on restarts.
@@ -55,15 +57,38 @@ impl std::fmt::Debug for ProxyRequest {
     }
 }
 
-/// The upstream's answer, whatever its status.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The upstream's answer, whatever its status. `Debug` shows header names only, never
+/// their values (a `Set-Cookie` carries a session).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProxyResponse {
     /// The HTTP status code.
     pub status: u16,
     /// The `Content-Type` header, if any.
     pub content_type: Option<String>,
+    /// Every header as the API server passed it on (names lower-case), in order; a
+    /// header sent twice (`Set-Cookie`) is here twice.
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+}
+
+impl ProxyResponse {
+    /// The values of header `name` (any case), in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+impl std::fmt::Debug for ProxyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("ProxyResponse")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("headers", &names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// One pod as a restart trigger sees it.
@@ -215,8 +240,13 @@ impl Cluster {
             let response = self.client().send(http_request).await?;
             let status = response.status().as_u16();
             let content_type = response.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let headers = response
+                .headers()
+                .iter()
+                .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+                .collect();
             let body = response.into_body().collect_bytes().await?.to_vec();
-            Ok::<_, kube::Error>(ProxyResponse { status, content_type, body })
+            Ok::<_, kube::Error>(ProxyResponse { status, content_type, headers, body })
         };
         let response = match tokio::time::timeout(PROXY_TIMEOUT, exchange).await {
             Err(_) => return Err(KubeError::api(action, self.server(), ProxyProblem::TimedOut { target })),
@@ -386,5 +416,14 @@ mod tests {
         };
         let shown = format!("{request:?}");
         assert!(shown.contains("X-Vault-Token") && !shown.contains("s.secret"), "{shown}");
+        let response = ProxyResponse {
+            status: 200,
+            content_type: None,
+            headers: vec![("set-cookie".into(), "grafana_session=s3cr3t; Path=/".into()), ("Set-Cookie".into(), "b=2".into())],
+            body: Vec::new(),
+        };
+        let shown = format!("{response:?}");
+        assert!(shown.contains("set-cookie") && !shown.contains("s3cr3t"), "{shown}");
+        assert_eq!(response.header_values("SET-COOKIE").collect::<Vec<_>>(), ["grafana_session=s3cr3t; Path=/", "b=2"]);
     }
 }

@@ -436,8 +436,15 @@ fn default_api_version(kind: &str) -> Option<&'static str> {
     match kind {
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => Some("apps/v1"),
         "Job" => Some("batch/v1"),
-        "Namespace" | "Service" | "ConfigMap" | "Secret" | "ServiceAccount" | "PersistentVolumeClaim" | "LimitRange"
-        | "ResourceQuota" | "Pod" => Some("v1"),
+        "Namespace"
+        | "Service"
+        | "ConfigMap"
+        | "Secret"
+        | "ServiceAccount"
+        | "PersistentVolumeClaim"
+        | "LimitRange"
+        | "ResourceQuota"
+        | "Pod" => Some("v1"),
         _ => None,
     }
 }
@@ -468,7 +475,9 @@ impl crate::Cluster {
         for entry in entries {
             match entry.api_version.as_deref().or_else(|| default_api_version(&entry.kind)) {
                 Some(api_version) => wanted.push((entry, api_version.to_owned())),
-                None => problems.push(format!("readiness entry {} {} names no apiVersion and its kind is not built in", entry.kind, entry.name)),
+                None => {
+                    problems.push(format!("readiness entry {} {} names no apiVersion and its kind is not built in", entry.kind, entry.name))
+                }
             }
         }
         if !problems.is_empty() {

@@ -107,6 +107,26 @@ pub enum Command {
     Dns(DnsCommand),
     /// List every route of the lab (HTTPRoutes) with its URL and health.
     Urls(TargetArgs),
+    /// Print the logins of Argo CD, Grafana, SonarQube, Vault and Dex/Backstage (passwords!).
+    ///
+    /// Each login is read where the platform keeps it: Vault's KV paths (through the API
+    /// server's service proxy, with the root token kept in the lab's state), else the
+    /// Secrets External Secrets wrote from them; Vault's own login is its root token. Each
+    /// says where it was read from. One that cannot be read says why and what to do; the
+    /// others are still printed. Exit 12 when none could be read.
+    ///
+    /// This is the only command that prints passwords; nothing logs them. Scripts parse
+    /// `-o json` (docs/creds-verify.md).
+    Creds(LabArgs),
+    /// Run the platform's smoke checks; exit 13 when one fails.
+    ///
+    /// Nodes Ready, Argo CD Applications Synced and Healthy, Gateways Programmed,
+    /// ExternalSecrets Ready (each judged as `up` and the watchdog judge it), Grafana's
+    /// datasources (through the API server's service proxy, with the admin login), and
+    /// every route's URL answering 2xx or 3xx over TLS through the lab's HTTPS entry,
+    /// verified against the lab CA. Each check passes or fails with its reason; progress
+    /// goes to stderr (docs/creds-verify.md).
+    Verify(LabArgs),
     /// List what the lab's watchdog recorded: drift, verdict changes, SLO samples, playbook runs.
     History(HistoryArgs),
     /// Follow what the lab's watchdog records, live, until interrupted (JSON: one event per line).
@@ -143,6 +163,11 @@ pub struct RenderArgs {
     /// Write one YAML file per wave into this folder instead of printing.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Render each upstream manifest (CRDs) as its objects, read from this bundle (a
+    /// `bundle create` tar, or its OCI layout as a directory) and checked against their
+    /// pinned sha256, instead of as references.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
 }
 
 /// `images` subcommands.

@@ -27,6 +27,10 @@ pub const KUBE: u8 = 9;
 pub const CONFLICT: u8 = 10;
 /// No such lab or node.
 pub const NOT_FOUND: u8 = 11;
+/// `creds` could read no login at all.
+pub const NO_LOGIN: u8 = 12;
+/// `verify`: a smoke check failed.
+pub const CHECK_FAILED: u8 = 13;
 /// A defect of idp-lab itself (for example a broken embedded catalogue).
 pub const INTERNAL: u8 = 70;
 
@@ -57,6 +61,12 @@ pub const ALL: &[(u8, &str, &str)] = &[
         "the configuration changed in a way that needs new nodes (`idp-lab up --recreate` replaces them), or the lab's daemon already runs (`idp-lab serve`)",
     ),
     (NOT_FOUND, "NOT_FOUND", "no such lab or node, or no browser to open"),
+    (
+        NO_LOGIN,
+        "NO_LOGIN",
+        "`creds` could read no login at all (the lab's API does not answer, Vault is sealed, ...); each entry says why and what to do",
+    ),
+    (CHECK_FAILED, "CHECK_FAILED", "`verify`: at least one smoke check failed; each failing check says why"),
     (INTERNAL, "INTERNAL", "a defect of idp-lab itself; please report it"),
 ];
 

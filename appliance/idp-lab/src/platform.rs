@@ -497,3 +497,30 @@ async fn publish(
     }
     Ok(format!("{charts} charts and {stacks} stack artifacts in {registry} ({sent} pushed now, the rest already there)"))
 }
+
+#[cfg(test)]
+mod upstream_tests {
+    //! An offline lab's upstream manifests come from its bundle; one it lacks is refused
+    //! as the preflight refuses missing images. The bytes themselves are tested by
+    //! idp-bundle's `tests/read_file.rs` and `tests/render_bundle.rs` (`render --bundle`).
+
+    use super::{Upstream, upstream};
+
+    const URL: &str =
+        "https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/v1.2.1/config/crd/standard/gateway.networking.k8s.io_gateways.yaml";
+    const SHA256: &str = "9aea7ae080dfe9c25a814d3d14eed28f335d28de3cbdc00a0351e0e99cb3bf06";
+
+    #[tokio::test]
+    async fn an_offline_upstream_manifest_is_read_from_the_bundle_or_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A real bundle of nothing, as `bundle create --no-lock` makes it.
+        let bundle = dir.path().join("empty.tar");
+        let options = idp_bundle::CreateOptions { out: bundle.clone(), platforms: vec!["linux/amd64".into()], allow_unverified: false };
+        idp_bundle::create(&idp_bundle::Client::new().expect("client"), &[], &options, &mut |_| {}).await.expect("an empty bundle");
+        let e = upstream(&Upstream::Offline { bundle: bundle.clone() }, URL, SHA256).await.expect_err("the bundle lacks it");
+        assert_eq!(e.code, crate::exit::PREFLIGHT, "{}", e.message);
+        assert!(e.message.contains(URL) && e.message.contains("idp-lab bundle create"), "{}", e.message);
+        let e = upstream(&Upstream::Offline { bundle: dir.path().join("none.tar") }, URL, SHA256).await.expect_err("no bundle");
+        assert_eq!(e.code, crate::exit::IO, "{}", e.message);
+    }
+}

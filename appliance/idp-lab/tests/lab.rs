@@ -407,7 +407,9 @@ async fn lifecycle(image: &str, kind: Nodes) {
     let events = history.as_array().expect("a list");
     assert!(!events.is_empty(), "the first judgement is recorded: {history}");
     assert!(
-        events.iter().all(|e| e["kind"] == "verdict" && e["subject"].as_str().is_some_and(|s| s.starts_with("health ")) && e["body"]["from"].is_null()),
+        events.iter().all(|e| e["kind"] == "verdict"
+            && e["subject"].as_str().is_some_and(|s| s.starts_with("health "))
+            && e["body"]["from"].is_null()),
         "a new lab's history holds only first verdicts: {history}"
     );
     assert!(events.iter().any(|e| e["subject"] == "health lab"), "{history}");

@@ -46,6 +46,11 @@ pub fn require(test: &str, docker: bool) -> bool {
     if docker && !works("docker", &["info"]) {
         missing.push("a Docker daemon (run e2e/testbed/install.sh)".into());
     }
+    skip_unless(test, &missing)
+}
+
+/// The skip rule for `test` over what it found `missing` (empty: run, `true`).
+pub fn skip_unless(test: &str, missing: &[String]) -> bool {
     if missing.is_empty() {
         return true;
     }
@@ -60,6 +65,15 @@ pub fn require(test: &str, docker: bool) -> bool {
         f.write_all(line.as_bytes()).expect("skip log");
     }
     false
+}
+
+/// The skip rule for `test` over `programs` (name, `--version`-like arguments, how to
+/// install it) and `paths` (a path that must exist, how to get it).
+pub fn require_programs(test: &str, programs: &[(&str, &[&str], &str)], paths: &[(&Path, &str)]) -> bool {
+    let mut missing: Vec<String> =
+        programs.iter().filter(|(p, args, _)| !works(p, args)).map(|(p, _, install)| format!("{p} ({install})")).collect();
+    missing.extend(paths.iter().filter(|(p, _)| !p.exists()).map(|(p, how)| format!("{} ({how})", p.display())));
+    skip_unless(test, &missing)
 }
 
 /// A free loopback port (bound, then released for the child to take).

@@ -3,6 +3,7 @@
 mod apply;
 mod bundle;
 mod config;
+mod creds;
 mod diff;
 mod dns;
 mod doctor;
@@ -23,6 +24,7 @@ mod stop;
 mod trust;
 mod up;
 mod urls;
+mod verify;
 mod version;
 
 use crate::cli::{Cli, Command};
@@ -53,6 +55,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => serve::run(&cli.global, printer, args),
         Command::Dns(cmd) => dns::run(&cli.global, printer, cmd),
         Command::Urls(args) => urls::run(&cli.global, printer, args),
+        Command::Creds(args) => creds::run(&cli.global, printer, args),
+        Command::Verify(args) => verify::run(&cli.global, printer, args),
         Command::History(args) => history::run(&cli.global, printer, args),
         Command::Watch(args) => history::watch(&cli.global, printer, args),
         Command::Open(args) => open::run(&cli.global, printer, args),

@@ -1,10 +1,14 @@
-//! `idp-lab render`: every object the lab would apply, in apply order.
+//! `idp-lab render`: every object the lab would apply, in apply order. Upstream
+//! manifests are references (a comment block, or a `reference` item in JSON), or, with
+//! `--bundle FILE`, their objects read from the bundle.
 
 use crate::cli::{Global, Output, RenderArgs};
 use crate::context::Context;
-use crate::exit::{Failure, IO};
+use crate::exit::{Failure, INPUT, IO};
 use crate::printer::{Printer, write_stdout};
-use idp_core::render::{self, Rendered, Vars};
+use idp_bundle::BundleError;
+use idp_core::render::{self, Item, Rendered, Vars};
+use std::path::Path;
 
 pub fn run(global: &Global, printer: Printer, args: RenderArgs) -> Result<(), Failure> {
     let ctx = Context::load(global, None)?;
@@ -16,7 +20,10 @@ pub fn run(global: &Global, printer: Printer, args: RenderArgs) -> Result<(), Fa
     if let Some(plan) = crate::context::lab_record(&ctx.config.lab.name)?.and_then(|r| r.plan) {
         vars = vars.with_gateway(plan.network.gateway);
     }
-    let rendered = render::render(&ctx.config, &ctx.catalogue, &vars)?;
+    let mut rendered = render::render(&ctx.config, &ctx.catalogue, &vars)?;
+    if let Some(bundle) = &args.bundle {
+        with_upstream(&mut rendered, bundle, &ctx.config.lab.profile)?;
+    }
     tracing::info!(profile = %ctx.config.lab.profile, dns_suffix = %suffix, https_port = https, objects = rendered.objects().count(), "rendered");
     match &args.out {
         Some(dir) => write_waves(&rendered, dir),
@@ -24,6 +31,46 @@ pub fn run(global: &Global, printer: Printer, args: RenderArgs) -> Result<(), Fa
             Output::Text | Output::Yaml => write_stdout(&Rendered::to_yaml_stream(&rendered.components)),
             Output::Json => printer.result(String::new, &rendered.to_json()),
         },
+    }
+}
+
+/// Replaces every upstream reference of `rendered` by its file's objects, read from
+/// `bundle` and checked against the reference's sha256: each YAML document as upstream
+/// wrote it (no label, nothing added), in the reference's place.
+fn with_upstream(rendered: &mut Rendered, bundle: &Path, profile: &str) -> Result<(), Failure> {
+    for component in &mut rendered.components {
+        let mut items = Vec::with_capacity(component.items.len());
+        for item in std::mem::take(&mut component.items) {
+            let Item::Reference { url, sha256, .. } = &item else {
+                items.push(item);
+                continue;
+            };
+            let expected = (sha256 != "unverified").then_some(sha256.as_str());
+            let bytes = idp_bundle::read_file(bundle, url, expected).map_err(|e| bundle_failure(&e, bundle, profile))?;
+            let unreadable = |why: String| Failure::new(INPUT, format!("{url} in the bundle {} {why}", bundle.display()));
+            let text = String::from_utf8(bytes).map_err(|_| unreadable("is not UTF-8 text".into()))?;
+            let docs = idp_core::yaml::parse_documents(&text).map_err(|e| unreadable(format!("does not parse as YAML: {e}")))?;
+            items.extend(docs.into_iter().map(Item::Object));
+        }
+        component.items = items;
+    }
+    Ok(())
+}
+
+/// A bundle that cannot give an upstream file: exit 6 (IO) when it cannot be read, else
+/// 2 (INPUT): it lacks the file, holds other bytes, or is damaged or no bundle.
+fn bundle_failure(e: &BundleError, bundle: &Path, profile: &str) -> Failure {
+    match e {
+        BundleError::Io { .. } => Failure::new(IO, idp_bundle::bundle::chain(e)),
+        BundleError::NoFile { url, .. } => Failure::new(
+            INPUT,
+            format!(
+                "the bundle {} holds no upstream file {url}; make it on a connected machine with `idp-lab bundle create --profile {profile} --out {}`, or render without --bundle",
+                bundle.display(),
+                bundle.display()
+            ),
+        ),
+        _ => Failure::new(INPUT, idp_bundle::bundle::chain(e)),
     }
 }
 
