@@ -45,9 +45,10 @@ pub struct Offline {
 }
 
 /// Checks, before anything is made, that the bundle exists and holds the node image and
-/// the air-gap images the lock pins for this configuration; the error names every missing
-/// artifact and the command that makes the bundle.
-pub fn check(ctx: &Context, settings: &Settings) -> Result<Offline, Failure> {
+/// the air-gap images the lock pins for this configuration and, unless `no_platform`, the
+/// platform's charts and upstream files; the error names every missing artifact and the
+/// command that makes the bundle.
+pub fn check(ctx: &Context, settings: &Settings, no_platform: bool) -> Result<Offline, Failure> {
     let bundle = bundle_path(settings)?;
     let lock = Lock::embedded().map_err(|e| Failure::new(crate::exit::INTERNAL, format!("the embedded lock: {e}")))?;
     let needed = lock.cluster_images(&ctx.config);
@@ -80,6 +81,31 @@ pub fn check(ctx: &Context, settings: &Settings) -> Result<Offline, Failure> {
             ),
         )
         .with_details(list.join("\n")));
+    }
+    // The platform's charts and upstream files come from the bundle too (pushed to the
+    // lab registry, read for the CRD phase): refused now, not after the cluster exists.
+    if !no_platform {
+        let entries = lock.for_profile(&ctx.config, &ctx.catalogue);
+        let items = idp_bundle::create::items_from_lock(&entries)
+            .map_err(|e| Failure::new(crate::exit::INTERNAL, format!("the embedded lock: {}", idp_bundle::bundle::chain(&e))))?;
+        let held: std::collections::BTreeSet<&str> =
+            inspection.artifacts.iter().filter(|a| a.kind != idp_bundle::Kind::Image).map(|a| a.name.as_str()).collect();
+        let lacking: Vec<String> = items
+            .iter()
+            .filter(|i| i.kind != idp_bundle::Kind::Image && !held.contains(i.ref_name.as_str()))
+            .map(|i| format!("  {} ({})", i.ref_name, i.kind.as_str()))
+            .collect();
+        if !lacking.is_empty() {
+            return Err(Failure::new(
+                PREFLIGHT,
+                format!(
+                    "the bundle {} lacks {} chart(s) or file(s) the platform needs offline; nothing was created\n  make it again on a connected machine: {make}",
+                    bundle.display(),
+                    lacking.len()
+                ),
+            )
+            .with_details(lacking.join("\n")));
+        }
     }
     let mut needed = needed.into_iter();
     let node = needed.next().ok_or_else(|| Failure::new(crate::exit::INTERNAL, "no node image for this cluster flavor"))?;

@@ -168,8 +168,17 @@ async fn offline_up_takes_everything_from_the_bundle_and_pulls_nothing() {
     );
     assert!(scope.leftovers().await.expect("leftovers").is_empty(), "nothing was created");
 
-    // The bundle that holds it all.
+    // The bundle holds what the cluster needs but not the platform's charts and CRD files:
+    // plain `up` (with the platform) is refused before anything is made, naming them.
     let offline = offline.with("IDP_LAB_REGISTRY_BUNDLE", bundle.to_str().expect("path"));
+    let out = offline.run(&["up"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(err.contains("chart(s) or file(s) the platform needs offline") && err.contains("nothing was created"), "{err}");
+    assert!(err.contains("(chart)") && err.contains("(file)"), "each named with its kind: {err}");
+    assert!(scope.leftovers().await.expect("leftovers").is_empty(), "nothing was created");
+
+    // The bundle that holds it all (for the cluster).
     let since = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs());
     let out = offline.run(&["up", "--no-platform", "-o", "json"]);
     assert!(out.status.success(), "offline up: {}", stderr(&out));

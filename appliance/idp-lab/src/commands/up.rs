@@ -96,7 +96,7 @@ async fn up(lab: &mut Lab, args: &UpArgs, timeout: std::time::Duration, global: 
     // Offline: the bundle must hold what the nodes need, before anything is made.
     let mut loaded_node_image = false;
     let offline = if settings.registry.offline {
-        let offline = crate::offline::check(&lab.ctx, &settings).inspect_err(|_| steps.failed("preflight"))?;
+        let offline = crate::offline::check(&lab.ctx, &settings, args.no_platform).inspect_err(|_| steps.failed("preflight"))?;
         if !args.dry_run && crate::offline::ensure_node_image(&engine, &offline, &image).await.inspect_err(|_| steps.failed("preflight"))? {
             steps.detail(&format!("{image} loaded into Docker from {}", offline.bundle.display()));
             loaded_node_image = true;
