@@ -3,7 +3,7 @@
 //!
 //! | action | how |
 //! |---|---|
-//! | `reapply` | server-side apply of one object of a recorded component ([`crate::watchdog::COMPONENTS_DIR`]), as `apply` sent it (labels, apply set), without pruning the rest |
+//! | `reapply` | server-side apply of one object of a recorded component ([`crate::components::COMPONENTS_DIR`]), as `apply` sent it (labels, apply set), without pruning the rest |
 //! | `rollout-restart`, `sync-application`, `refresh-external-secret`, `submit-workflow` | the Kubernetes plane (`idp_kube::actions`) |
 //! | `unseal-vault` | `idp_vault::unseal_with_kept_keys`, through the API server's service proxy, with the keys of the lab's state store (else Secret `vault-system/vault-init-keys`) |
 //! | `start-node` | the provisioning plane starts the lab's stopped node container |
@@ -60,7 +60,7 @@ impl LabExecutor {
     /// a drift names (`Kind.group namespace/name` of `component`).
     async fn reapply(&self, target: Target<'_>) -> Result<String, ActionError> {
         let cluster = self.cluster()?;
-        let components = crate::watchdog::recorded_components(&self.shared.dir, &self.shared.lab);
+        let components = crate::components::recorded_components(&self.shared.dir, &self.shared.lab);
         for component in components {
             if let Target::Drifted { component: name, .. } = target
                 && name != component.name

@@ -15,6 +15,7 @@
 //! The public API: [`run`] runs the daemon until its token is cancelled; [`status`],
 //! [`health`] and [`stop`] are for the other commands.
 
+mod components;
 pub mod control;
 mod dashboard;
 mod error;
@@ -40,12 +41,13 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use components::{COMPONENTS_DIR, WatchedComponent, record_component};
 pub use dashboard::{DASHBOARD_PORT, DASHBOARD_PORT_FILE};
 pub use error::DaemonError;
 pub use idp_watchdog::{Event as WatchdogEvent, EventKind as WatchdogEventKind, ObjectDrift};
 pub use network::{NETWORK_FILE, NodeDnsPlan, RegistryPlan, write_network};
 pub use pidfile::{DaemonState, status, stop};
-pub use watchdog::{COMPONENTS_DIR, HISTORY_DIR, RECEIVER_PORT, WatchdogPlan, WatchedComponent, record_component};
+pub use watchdog::{HISTORY_DIR, RECEIVER_PORT, WatchdogPlan};
 
 /// The pid file, locked while the daemon runs.
 pub const PID_FILE: &str = "daemon.pid";

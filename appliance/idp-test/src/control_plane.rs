@@ -16,8 +16,10 @@ use crate::poll::{Attempt, poll_until_with};
 use crate::process::{DEFAULT_GRACE, Supervised, stop_all};
 use crate::testbed::{Testbed, testbed};
 
-/// How long the API server may take to answer `/readyz` (about 2 s is usual).
-const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the API server may take to answer `/readyz` (about 2 s is usual; on CI's two
+/// cores, with several control planes and a build starting at once, one was seen not to
+/// listen within 90 s).
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// The longest pause between readiness checks: they are cheap, and every test waits for them.
 const READY_INTERVAL: Duration = Duration::from_millis(100);
 /// Start attempts: a free port found by binding port 0 can be taken by someone else before

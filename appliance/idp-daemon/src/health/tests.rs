@@ -6,7 +6,7 @@
 //! recorded object and refuses what idp-lab did not apply.
 
 use super::*;
-use crate::watchdog::{WatchedComponent, record_component};
+use crate::components::{WatchedComponent, record_component};
 use bollard::models::ContainerCreateBody;
 use idp_core::config::{Action, HealthVerdict, Playbook, RateLimit, Trigger};
 use idp_test::{Need, require};
@@ -94,7 +94,7 @@ async fn the_lab_is_judged_a_stopped_node_is_started_and_bad_verdicts_run_their_
     kubectl(&cp, &["create", "namespace", namespace], None);
     let recorded = component(namespace);
     record_component(dir.path(), &recorded).expect("record");
-    let components = crate::watchdog::recorded_components(dir.path(), &lab);
+    let components = crate::components::recorded_components(dir.path(), &lab);
     let c = &components[0];
     cluster.apply(c.objects.clone(), &c.options, &mut idp_kube::ApplyCache::default(), &|_| {}).await.expect("apply");
 
