@@ -171,6 +171,10 @@ pub const SEEDS: &[Seed] = &[
     seed("backstage/app", "githubToken", input("github_token", EMPTY)),
     seed("backstage/postgres", "adminPassword", Source::Random(Encoding::Base64)),
     seed("backstage/postgres", "appPassword", Source::Random(Encoding::Base64)),
+    // Not in the digest's table: Dex's static clients for Argo CD and Grafana had no
+    // secret anywhere, so Dex's `dex-client-secrets` ExternalSecret could never be Ready.
+    seed("dex/clients", "argocd", Source::Random(Encoding::Base64)),
+    seed("dex/clients", "grafana", Source::Random(Encoding::Base64)),
 ];
 
 /// The paths of `seeds`, each once, in table order.
@@ -260,7 +264,7 @@ pub const ESO_ROLES: &[EsoRole] = &[
     EsoRole { namespace: "argocd", paths: &["argocd/admin"] },
     EsoRole { namespace: "observability", paths: &["grafana/admin"] },
     EsoRole { namespace: "cicd", paths: &["sonarqube/admin", "sonarqube/monitoring", "docker/registry"] },
-    EsoRole { namespace: "backstage", paths: &["backstage/app", "backstage/postgres", "argocd/admin"] },
+    EsoRole { namespace: "backstage", paths: &["backstage/app", "backstage/postgres", "argocd/admin", "dex/clients"] },
 ];
 
 #[cfg(test)]
@@ -279,10 +283,11 @@ mod tests {
                 "sonarqube/monitoring",
                 "docker/registry",
                 "backstage/app",
-                "backstage/postgres"
+                "backstage/postgres",
+                "dex/clients"
             ]
         );
-        assert_eq!(SEEDS.len(), 14);
+        assert_eq!(SEEDS.len(), 16);
         let passcode = SEEDS.iter().find(|s| s.key == "passcode").map(|s| s.source);
         assert_eq!(passcode, Some(input("sonarqube_monitoring_passcode", Fallback::Random(Encoding::Hex))));
     }
