@@ -503,6 +503,8 @@ impl Engine {
     async fn start_node(&self, node: &NodeSpec) -> Result<(), ProvisionError> {
         match self.docker.start_container(&node.name, None::<bollard::query_parameters::StartContainerOptions>).await {
             Ok(()) => Ok(()),
+            // Started a moment ago by someone else (the lab daemon's `start-node` playbook).
+            Err(e) if docker_status(&e).is_some_and(|(code, _)| code == 304) => Ok(()),
             Err(e) => {
                 let message = docker_status(&e).map(|(_, m)| m.to_owned()).unwrap_or_default();
                 if message.contains("port is already allocated") || message.contains("address already in use") {
@@ -897,11 +899,12 @@ impl Engine {
         if found.running {
             return Ok(false);
         }
-        self.docker
-            .start_container(node, None::<bollard::query_parameters::StartContainerOptions>)
-            .await
-            .map_err(|source| ProvisionError::Api { what: format!("start node {node}"), source })?;
-        Ok(true)
+        match self.docker.start_container(node, None::<bollard::query_parameters::StartContainerOptions>).await {
+            Ok(()) => Ok(true),
+            // Started a moment ago by someone else (`up`, `start`).
+            Err(e) if docker_status(&e).is_some_and(|(code, _)| code == 304) => Ok(false),
+            Err(source) => Err(ProvisionError::Api { what: format!("start node {node}"), source }),
+        }
     }
 }
 

@@ -11,9 +11,11 @@ pub fn run(global: &Global, printer: Printer, args: LabArgs) -> Result<(), Failu
     let plan = lab.plan()?.clone();
     lab::runtime()?.block_on(async {
         let engine = lab::engine().await?;
-        let stopped = engine.stop(&plan).await.map_err(provision_failure)?;
-        // Nothing is left to serve: `start` (or `up`) starts the daemon again.
+        // The daemon first: its watchdog starts a stopped node container (the built-in
+        // `start-node` playbook), so it must not see the nodes stop. `start` (or `up`)
+        // starts it again.
         let daemon = idp_daemon::stop(&lab.dir(), crate::daemon::STOP_TIMEOUT).map_err(crate::daemon::failure)?;
+        let stopped = engine.stop(&plan).await.map_err(provision_failure)?;
         printer.result(
             || {
                 if stopped.is_empty() {
